@@ -1,0 +1,1 @@
+"""Offline data preparation: corpus fetchers, manifest builders and the shard builder."""

@@ -1,0 +1,1 @@
+"""Megatron-Qwen-Audio: Qwen-Audio style training on megatron-core."""
