@@ -22,7 +22,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import argparse
 import contextlib
 import importlib
-import importlib.util
 import io
 import json
 import pickle
@@ -388,7 +387,7 @@ class EnergonSide:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# The project's own loader.  INTEGRATOR: keep `project_loader_side` in step with megatron_qwen_audio.data.loader.
+# The project's own loader (megatron_qwen_audio.data.loader).
 # ---------------------------------------------------------------------------------------------------------------------
 
 
@@ -454,13 +453,9 @@ class ProjectSide:
         return ProjectLoader(loader, spec.one_epoch)
 
 
-def project_loader_side() -> LoaderSide | None:
-    """INTEGRATOR: the adapter over the project's loader, written against `AudioTextLoader` as it stood when this
-    script was written (constructor, `state_dict`/`load_state_dict`, `steps_per_epoch`, batch `keys`/`mel_lengths`,
-    `decode_sample` as the module global its workers decode through). Returns None, and the project's column reads
-    "skipped", while megatron_qwen_audio.data has no loader."""
-    if importlib.util.find_spec("megatron_qwen_audio.data.loader") is None:
-        return None
+def project_loader_side() -> LoaderSide:
+    """The adapter over `AudioTextLoader`: constructor, `state_dict`/`load_state_dict`, `steps_per_epoch`, batch
+    `keys`/`mel_lengths`, and `decode_sample` as the module global its workers decode through."""
     return ProjectSide(importlib.import_module("megatron_qwen_audio.data.loader"))
 
 
@@ -694,16 +689,15 @@ def measure_side(side: LoaderSide, workload: Workload) -> Rows:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def print_table(columns: dict[str, Rows | None]) -> None:
-    labels = list(dict.fromkeys(label for rows in columns.values() if rows for label in rows))
+def print_table(columns: dict[str, Rows]) -> None:
+    labels = list(dict.fromkeys(label for rows in columns.values() for label in rows))
     label_width = max(map(len, labels))
-    widths = {name: max([len(name)] + [len(value) for value in (rows or {}).values()])
+    widths = {name: max([len(name)] + [len(value) for value in rows.values()])
               for name, rows in columns.items()}
     print(" | ".join([" " * label_width] + [name.ljust(widths[name]) for name in columns]))
     print("-+-".join(["-" * label_width] + ["-" * widths[name] for name in columns]))
     for label in labels:
-        cells = [(rows.get(label, "-") if rows is not None else "skipped").ljust(widths[name])
-                 for name, rows in columns.items()]
+        cells = [rows.get(label, "-").ljust(widths[name]) for name, rows in columns.items()]
         print(" | ".join([label.ljust(label_width)] + cells))
 
 
@@ -740,19 +734,13 @@ def main() -> None:
               f"per batch, seed {args.seed}; energon: shuffle buffer {ENERGON_SHUFFLE_BUFFER}, "
               f"max_samples_per_sequence {ENERGON_SAMPLES_PER_SEQUENCE}, packing buffer {ENERGON_PACKING_BUFFER}")
 
-        sides: list[LoaderSide] = [EnergonSide(checkpoint_every_sec=60), EnergonSide(checkpoint_every_sec=0)]
-        project = project_loader_side()
-        if project is None:
-            print("project loader: skipped (megatron_qwen_audio.data has no loader yet)")
-        else:
-            sides.append(project)
-        columns: dict[str, Rows | None] = {}
+        sides: list[LoaderSide] = [EnergonSide(checkpoint_every_sec=60), EnergonSide(checkpoint_every_sec=0),
+                                   project_loader_side()]
+        columns: dict[str, Rows] = {}
         for side in sides:
             side_start = time.perf_counter()
             columns[side.name] = measure_side(side, workload)
             print(f"{side.name}: measured in {time.perf_counter() - side_start:.0f} s")
-        if project is None:
-            columns["project loader"] = None
         print()
         print_table(columns)
         print(f"\ntotal {time.perf_counter() - start:.0f} s")
