@@ -346,20 +346,31 @@ def _check_schedule(config: TrainConfig) -> None:
         raise ConfigError(f"wandb.mode={config.wandb.mode!r} (from the config or $WANDB_MODE) must be one of "
                           f"{', '.join(WANDB_MODES)}")
     optimizer = config.optimizer
-    if not optimizer.lr > 0:
-        raise ConfigError(f"optimizer.lr={optimizer.lr} must be positive")
-    if not 0 <= optimizer.min_lr <= optimizer.lr:
-        raise ConfigError(f"optimizer.min_lr={optimizer.min_lr} must be between 0 and optimizer.lr={optimizer.lr}")
-    _at_least(optimizer.warmup_steps, 0, "optimizer.warmup_steps")
-    if optimizer.warmup_steps >= config.steps:
-        raise ConfigError(f"optimizer.warmup_steps={optimizer.warmup_steps} must be below steps={config.steps}, "
-                          "or the run ends before reaching its peak learning rate")
+    check_optimizer_schedule(optimizer, config.steps)
     if not all(0 <= beta < 1 for beta in optimizer.betas):
         raise ConfigError(f"optimizer.betas={list(optimizer.betas)} must both lie in [0, 1)")
     if not optimizer.eps > 0:
         raise ConfigError(f"optimizer.eps={optimizer.eps} must be positive")
     _at_least(optimizer.weight_decay, 0, "optimizer.weight_decay")
     _at_least(optimizer.clip_grad, 0, "optimizer.clip_grad", " (0 turns clipping off)")
+
+
+def check_optimizer_schedule(config: OptimizerConfig, total_steps: int) -> None:
+    """Refuse a schedule that cannot run as written, with a one-line ConfigError naming the keys and values."""
+    if config.decay not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"optimizer.decay={config.decay!r} must be one of cosine, linear, constant")
+    if config.lr <= 0 or config.min_lr < 0:
+        raise ConfigError(f"optimizer.lr={config.lr} must be positive and optimizer.min_lr={config.min_lr} "
+                          "non-negative")
+    if config.min_lr > config.lr:
+        raise ConfigError(f"optimizer.min_lr={config.min_lr} is above optimizer.lr={config.lr}; the schedule decays "
+                          "from lr down to min_lr, so set min_lr <= lr")
+    if config.warmup_steps < 0:
+        raise ConfigError(f"optimizer.warmup_steps={config.warmup_steps} must be at least 0")
+    if config.decay != "constant" and config.warmup_steps >= total_steps:
+        raise ConfigError(f"optimizer.warmup_steps={config.warmup_steps} leaves no decay before the last step "
+                          f"(steps={total_steps}); use fewer warmup steps or optimizer.decay=constant")
+
 
 
 def _check_data(config: TrainConfig) -> None:

@@ -71,10 +71,13 @@ def test_the_valid_config_passes_at_world_sizes_1_and_2(valid_config_file):
     (["resume=''"], 1, "resume is empty; use auto, none or the path of a checkpoint"),
     (["wandb.mode=cloud"], 1, "wandb.mode='cloud' (from the config or $WANDB_MODE) must be one of online, offline, "
                               "disabled"),
-    (["optimizer.lr=0"], 1, "optimizer.lr=0.0 must be positive"),
-    (["optimizer.min_lr=0.01"], 1, "optimizer.min_lr=0.01 must be between 0 and optimizer.lr=0.001"),
+    (["optimizer.lr=0", "optimizer.min_lr=0"], 1,
+     "optimizer.lr=0.0 must be positive and optimizer.min_lr=0.0 non-negative"),
+    (["optimizer.min_lr=0.01"], 1, "optimizer.min_lr=0.01 is above optimizer.lr=0.001; the schedule decays from lr "
+                                   "down to min_lr, so set min_lr <= lr"),
     (["optimizer.warmup_steps=4"], 1,
-     "optimizer.warmup_steps=4 must be below steps=4, or the run ends before reaching its peak learning rate"),
+     "optimizer.warmup_steps=4 leaves no decay before the last step (steps=4); use fewer warmup steps or "
+     "optimizer.decay=constant"),
     (["optimizer.betas=[0.9, 1.0]"], 1, "optimizer.betas=[0.9, 1.0] must both lie in [0, 1)"),
     (["optimizer.eps=0"], 1, "optimizer.eps=0.0 must be positive"),
     (["optimizer.weight_decay=-0.1"], 1, "optimizer.weight_decay=-0.1 must be at least 0"),
