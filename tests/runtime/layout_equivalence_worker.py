@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from megatron_qwen_audio.model.parameter_shards import full_parameter_name, tensor_parallel_shard
 from megatron_qwen_audio.runtime.parallel import ParallelLayout, initialize_parallel, shutdown_parallel
-from megatron_shard_slicing import global_name, tensor_parallel_shard
 
 SEED = 1234
 DATA_SEED = 99
@@ -151,7 +151,7 @@ def build_model(layout: ParallelLayout, initial: dict[str, torch.Tensor] | None)
 
 
 def _global_name(local_name: str, layout: ParallelLayout) -> str:
-    return global_name(local_name, layout.pipeline_parallel_rank, NUM_LAYERS // layout.pipeline_parallel)
+    return full_parameter_name(local_name, layout.pipeline_parallel_rank * (NUM_LAYERS // layout.pipeline_parallel))
 
 
 def draw_initial_weights(layout: ParallelLayout) -> dict[str, torch.Tensor]:

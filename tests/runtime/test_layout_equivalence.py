@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from layout_equivalence_worker import CLIP_GRAD, SEED
-from megatron_shard_slicing import tensor_parallel_shard
+
+from megatron_qwen_audio.model.parameter_shards import tensor_parallel_shard
 
 WORKER = Path(__file__).with_name("layout_equivalence_worker.py")
 LAUNCH_TIMEOUT_S = 300

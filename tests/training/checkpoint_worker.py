@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-
 from layout_equivalence_worker import (
     ADAM_EPS,
     CLIP_GRAD,
@@ -31,13 +30,13 @@ from layout_equivalence_worker import (
     run_schedule,
     wrap_ddp,
 )
-from megatron_shard_slicing import global_name
 from synthetic_shard_sets import write_shard_set
 
 from megatron_qwen_audio.audio import SpecAugmentConfig
 from megatron_qwen_audio.data.loader import AudioTextLoader
 from megatron_qwen_audio.data.loader_config import LoaderConfig
 from megatron_qwen_audio.data.shard_sets import ShardSetSpec
+from megatron_qwen_audio.model.parameter_shards import full_parameter_name
 from megatron_qwen_audio.runtime.parallel import ParallelLayout, initialize_parallel, shutdown_parallel
 from megatron_qwen_audio.training.checkpointing import CheckpointManager
 from megatron_qwen_audio.training.config import TrainConfig
@@ -100,7 +99,7 @@ class Trainer:
 
     def params(self) -> dict[str, torch.Tensor]:
         layers_per_stage = NUM_LAYERS // self.layout.pipeline_parallel
-        return {global_name(name, self.layout.pipeline_parallel_rank, layers_per_stage): param.detach().clone()
+        return {full_parameter_name(name, self.layout.pipeline_parallel_rank * layers_per_stage): param.detach().clone()
                 for name, param in self.model.named_parameters()}
 
     def save(self, manager: CheckpointManager, step: int, loader_state: dict | None = None) -> None:

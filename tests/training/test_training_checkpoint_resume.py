@@ -23,7 +23,7 @@ from megatron_qwen_audio.training.config import load_config
 
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parent / "runtime"))  # the runtime tests' TP slicing of full tensors
-from megatron_shard_slicing import tensor_parallel_shard
+from megatron_qwen_audio.model.parameter_shards import tensor_parallel_shard
 
 WORKER = HERE / "checkpoint_worker.py"
 HELPER_DIRS = (HERE.parent / "runtime", HERE.parent / "data")
