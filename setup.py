@@ -35,6 +35,7 @@ setup(
             "mqa-fetch-tokenizer=megatron_qwen_audio.text.fetch:main",
             "mqa-prepare-asterisk=data_prep.asterisk:main",
             "mqa-loader-dry-run=megatron_qwen_audio.data.dry_run:main",
+            "mqa-train=megatron_qwen_audio.training.main:main",
         ]
     },
 )

@@ -20,7 +20,10 @@ The redirection has three parts, each with a different reach:
   not reproducible per tensor-parallel rank. The tracker's warning that the CPU generator moved inside a fork is
   dropped: here the "CUDA" generator is the CPU one, so it always moves.
 
-`torch.cuda.is_available()` is left truthful, so device selection keeps seeing the real machine.
+`select_device` reads `torch.cuda.is_available()` before anything is installed, so it sees the real machine. Once
+installed, `is_available()` answers False: the run uses no CUDA, and torch code that picks a CUDA path when it is
+True (Adam's fused/foreach choice, or torch's own check when PYTORCH_NVML_BASED_CUDA_CHECK=1, as the DeepSpeed
+launcher sets, consults the stand-in device count) must take its CPU path.
 """
 import contextlib
 import logging
@@ -167,6 +170,7 @@ def _new_no_op() -> Callable[..., None]:
 def _stub_cuda_module() -> None:
     """One device (index 0) that needs no synchronisation, no memory management and no profiler ranges."""
     cuda = torch.cuda
+    cuda.is_available = lambda: False
     cuda.current_device = lambda: 0
     cuda.device_count = lambda: 1
     cuda.synchronize = _new_no_op()

@@ -91,6 +91,17 @@ def _layout(model_chunks: Sequence[torch.nn.Module]) -> dict[str, int]:
     }
 
 
+def _optimizer_with_state(optimizer):
+    """`optimizer`, or None on a rank whose optimizer holds no parameters (a pipeline stage that trains nothing, e.g.
+    the decoder-only stages of stage 1 at PP>1): there is no state to store, and megatron-core 0.16's
+    `sharded_state_dict()` fails on such an optimizer, so its checkpoint shard holds the model alone."""
+    if optimizer is None:
+        return None
+    parts = getattr(optimizer, "chained_optimizers", [optimizer])
+    holds = any(len(group["params"]) > 0 for part in parts for group in part.optimizer.param_groups)
+    return optimizer if holds else None
+
+
 def _sharded_state_dict(model_chunks: Sequence[torch.nn.Module], optimizer, is_loading: bool) -> dict:
     """The models' (and the optimizer's, unless None) state as megatron ShardedTensors keyed by global names."""
     from megatron.core.utils import unwrap_model
@@ -219,7 +230,7 @@ class CheckpointManager:
 
         from megatron.core import dist_checkpointing
 
-        dist_checkpointing.save(_sharded_state_dict(model_chunks, optimizer, is_loading=False),
+        dist_checkpointing.save(_sharded_state_dict(model_chunks, _optimizer_with_state(optimizer), is_loading=False),
                                 str(partial / SHARDED_DIR))
         torch.save(capture_rng_state(), _rng_file(partial, rank))
         if rank == 0:
@@ -301,14 +312,16 @@ class CheckpointManager:
         from megatron.core import dist_checkpointing
         from megatron.core.utils import unwrap_model
 
-        loaded = dist_checkpointing.load(_sharded_state_dict(model_chunks, optimizer, is_loading=True),
+        stateful_optimizer = _optimizer_with_state(optimizer)
+        loaded = dist_checkpointing.load(_sharded_state_dict(model_chunks, stateful_optimizer, is_loading=True),
                                          str(folder / SHARDED_DIR))
         for index, chunk in enumerate(model_chunks):
             unwrap_model(chunk).load_state_dict(loaded[f"model{index}"])
         state = json.loads((folder / STATE_FILE).read_text())
         rng_restored = False
         if optimizer is not None:
-            _load_optimizer_state(optimizer, loaded["optimizer"])
+            if stateful_optimizer is not None:
+                _load_optimizer_state(stateful_optimizer, loaded["optimizer"])
             if meta["layout"] == _layout(model_chunks):
                 restore_rng_state(torch.load(_rng_file(folder, dist.get_rank()), weights_only=True))
                 rng_restored = True

@@ -14,6 +14,7 @@ loader batch and holds a varying number of samples:
 """
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -210,11 +211,15 @@ def dump_config(config: TrainConfig) -> str:
     return yaml.safe_dump(config_to_dict(config), sort_keys=False)
 
 
+RESHARDABLE_TENSOR_PARALLEL = 8  # the vocabulary padding is the same for every TP size that divides this
+
+
 def padded_vocab(vocab: int, tensor_parallel: int, multiple: int = 128) -> int:
-    """Embedding and LM-head rows for `vocab` ids: rounded up to a multiple of `multiple` x tensor_parallel, so each
-    tensor-parallel rank holds an equal slice whose size is a multiple of `multiple` (megatron's
-    make-vocab-size-divisible-by rule). A checkpoint converter pads or trims the rows past `vocab`."""
-    step = multiple * tensor_parallel
+    """Embedding and LM-head rows for `vocab` ids: rounded up to a multiple of `multiple` x lcm(tensor_parallel, 8),
+    so each tensor-parallel rank holds an equal slice whose size is a multiple of `multiple` (megatron's
+    make-vocab-size-divisible-by rule), and the row count is the same at TP 1, 2, 4 and 8: a checkpoint saved under
+    one of them loads under another without touching its vocabulary tensors. Rows past `vocab` are never used."""
+    step = multiple * math.lcm(tensor_parallel, RESHARDABLE_TENSOR_PARALLEL)
     return -(-vocab // step) * step
 
 

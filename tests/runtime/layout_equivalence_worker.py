@@ -77,6 +77,7 @@ def runtime_observations() -> dict[str, object]:
         "type_name": torch.ones(2).type(),
         "type_name_double": torch.ones(2, dtype=torch.float64).type(),
         "current_device": torch.cuda.current_device(),
+        "cuda_is_available": torch.cuda.is_available(),
     }
     other_thread: list[str] = []
     thread = threading.Thread(target=lambda: other_thread.append(_cuda_factory_outcome()))

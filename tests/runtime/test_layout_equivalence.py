@@ -203,5 +203,6 @@ def test_cuda_placements_land_on_cpu_in_the_installing_thread_only(reference):
     assert observed["type_name"] == "torch.cuda.FloatTensor"
     assert observed["type_name_double"] == "torch.cuda.DoubleTensor"
     assert observed["current_device"] == 0
+    assert observed["cuda_is_available"] is False  # torch code choosing a CUDA path must take its CPU one
     assert observed["fork_worker"] == "cpu"  # a forked DataLoader worker copies the installing thread
     assert observed["other_thread"] == ("cuda" if torch.cuda.is_available() else "error: RuntimeError")

@@ -133,22 +133,23 @@ def test_first_problem_in_a_local_heldout_path_is_reported_with_its_index(valid_
 
 
 @pytest.mark.parametrize("vocab, tensor_parallel, expected", [
-    (155947, 1, 156032),  # 1219 x 128
-    (155947, 2, 156160),  # 610 x 256
-    (155947, 4, 156160),  # 305 x 512
-    (155947, 8, 156672),  # 153 x 1024
-    (156032, 1, 156032),  # already a multiple
-    (1, 1, 128),
+    (155947, 1, 156672),  # 153 x 1024: the same rows at TP 1, 2, 4 and 8, so checkpoints reshard across them
+    (155947, 2, 156672),
+    (155947, 4, 156672),
+    (155947, 8, 156672),
+    (155947, 16, 157696),  # 77 x 2048
+    (156672, 1, 156672),  # already a multiple
+    (1, 1, 1024),
 ])
 def test_padded_vocab_rounds_up_to_equal_aligned_slices(vocab, tensor_parallel, expected):
     padded = padded_vocab(vocab, tensor_parallel)
     assert padded == expected
-    assert (padded // tensor_parallel) % 128 == 0 and 0 <= padded - vocab < 128 * tensor_parallel
+    assert (padded // tensor_parallel) % 128 == 0 and 0 <= padded - vocab < 128 * max(tensor_parallel, 8)
 
 
 def test_padded_vocab_multiple_is_configurable():
-    assert padded_vocab(155947, 2, multiple=1) == 155948
-    assert padded_vocab(155947, 1, multiple=64) == 155968  # 2437 x 64
+    assert padded_vocab(155947, 2, multiple=1) == 155952  # 19494 x 8
+    assert padded_vocab(155947, 1, multiple=64) == 156160  # 305 x 512
 
 
 def test_pipeline_stage_layers_and_data_parallel_size(valid_config_file):

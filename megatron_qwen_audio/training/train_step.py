@@ -1,0 +1,128 @@
+"""One optimizer step, and one held-out evaluation, through megatron's pipeline schedule.
+
+Loss normalisation. The decoder config sets `calculate_per_token_loss`, so the loss function hands the schedule the
+*sum* of the masked per-token losses of a micro-batch and its number of target tokens; the schedule adds the token
+counts of its micro-batches and `finalize_model_grads` divides the gradients by the target tokens of the whole global
+batch (all micro-batches of all data-parallel ranks). The reported loss follows the same rule: the loss sums and token
+counts are added over micro-batches, then over the data-parallel ranks, and divided once. The result is the mean loss
+per target token of the global batch, not a mean of per-batch means (which would weigh a short batch's tokens more).
+
+Every rank of a data-parallel replica (all its tensor- and pipeline-parallel ranks) reads the same batches; each
+pipeline stage takes what it needs from them (see QwenAudioModel.forward).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from megatron_qwen_audio.data.collate import AudioTextBatch
+
+__all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "train_step"]
+
+LOSS_REPORT_KEY = "lm loss"
+
+
+@dataclass(frozen=True)
+class LossSum:
+    """Summed per-token loss and the target tokens it covers (zero on ranks other than the last pipeline stage)."""
+
+    total: float
+    tokens: int
+
+    @property
+    def mean(self) -> float:
+        """Loss per target token (NaN when there was none)."""
+        return self.total / self.tokens if self.tokens else float("nan")
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one optimizer step did, over the whole global batch (valid on the last pipeline stage)."""
+
+    loss: LossSum
+    grad_norm: float
+
+
+def model_inputs(batch: AudioTextBatch, device: torch.device) -> dict[str, torch.Tensor]:
+    """The `QwenAudioModel.forward` keyword arguments of a loader batch, on `device` (mel lengths stay on the CPU,
+    where the encoder reads them)."""
+    return {
+        "tokens": batch.tokens.to(device),
+        "labels": batch.labels.to(device),
+        "loss_mask": batch.loss_mask.to(device),
+        "mel": batch.mel.to(device),
+        "mel_lengths": batch.mel_lengths,
+        "audio_spans": batch.audio_spans,
+    }
+
+
+def _forward_step(data_iterator, model: nn.Module):
+    inputs = next(data_iterator)
+    return model(**inputs), partial(_summed_token_loss, inputs["loss_mask"])
+
+
+def _summed_token_loss(loss_mask: torch.Tensor, masked_losses: torch.Tensor):
+    """(sum of the masked per-token losses, target tokens, report) for the per-token-loss schedule."""
+    total = masked_losses.sum()
+    tokens = loss_mask.sum().to(torch.int)
+    return total, tokens, {LOSS_REPORT_KEY: torch.stack([total.detach().clone(), tokens.detach().float()])}
+
+
+def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict], forward_only: bool) -> LossSum:
+    """Run the micro-batches through this rank's pipeline stage; the loss of this data-parallel rank's share."""
+    from megatron.core.pipeline_parallel import get_forward_backward_func
+
+    reports = get_forward_backward_func()(
+        forward_step_func=_forward_step,
+        data_iterator=iter(micro_batches),
+        model=list(model_chunks),
+        num_microbatches=len(micro_batches),
+        seq_length=max(inputs["tokens"].shape[1] for inputs in micro_batches),  # shapes travel with each message
+        micro_batch_size=micro_batches[0]["tokens"].shape[0],
+        forward_only=forward_only,
+    )
+    if not reports:  # not the last pipeline stage
+        return LossSum(0.0, 0)
+    total, tokens = torch.stack([report[LOSS_REPORT_KEY] for report in reports]).double().sum(dim=0).tolist()
+    return LossSum(total, round(tokens))
+
+
+def _sum_over_data_parallel(loss: LossSum) -> LossSum:
+    """Add the loss sums and token counts of all data-parallel ranks (a collective of every rank's DP group)."""
+    from megatron.core import parallel_state
+
+    group = parallel_state.get_data_parallel_group()
+    device = "cuda" if dist.get_backend(group) == dist.Backend.NCCL else "cpu"
+    summed = torch.tensor([loss.total, float(loss.tokens)], dtype=torch.float64, device=device)
+    dist.all_reduce(summed, group=group)
+    total, tokens = summed.tolist()
+    return LossSum(total, round(tokens))
+
+
+def train_step(model_chunks: Sequence[nn.Module], optimizer, micro_batches: Sequence[dict]) -> StepResult:
+    """Forward and backward `micro_batches` (this data-parallel rank's share of the global batch, as model_inputs),
+    then one clipped optimizer update. The caller advances the learning-rate schedule."""
+    for chunk in model_chunks:
+        chunk.zero_grad_buffer()
+    optimizer.zero_grad()
+    local = _run_schedule(model_chunks, micro_batches, forward_only=False)
+    _, grad_norm, _ = optimizer.step()
+    return StepResult(loss=_sum_over_data_parallel(local), grad_norm=float(grad_norm or 0.0))
+
+
+def evaluate(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict]) -> LossSum:
+    """Held-out loss per target token over `micro_batches` of every data-parallel rank (forward only, no dropout)."""
+    for chunk in model_chunks:
+        chunk.eval()
+    try:
+        with torch.no_grad():
+            local = _run_schedule(model_chunks, micro_batches, forward_only=True)
+    finally:
+        for chunk in model_chunks:
+            chunk.train()
+    return _sum_over_data_parallel(local)
