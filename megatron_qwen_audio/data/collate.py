@@ -29,6 +29,7 @@ class AudioTextBatch:
     mel_lengths: torch.Tensor  # int64 [num_clips]: T of each packed clip
     audio_spans: torch.Tensor  # int64 [num_clips, 3]: (row, start, end); tokens[row, start:end] is <audio>..</audio>
     keys: list[str]  # "<set name>/<sample key>" of each row
+    tasks: list[str]  # task tag of each row (index.json SampleEntry.task, e.g. "asr"): per-task losses group by it
     num_samples: int  # B
     num_target_tokens: int  # loss_mask.sum(): positions that count in the loss
     audio_seconds: float  # audio in the batch (mel frames x 10 ms)
@@ -51,8 +52,12 @@ def _audio_spans(tokens: np.ndarray, clip_frames: list[int], key: str) -> list[t
     return spans
 
 
-def collate(samples: list[DecodedSample], pad_token_id: int) -> AudioTextBatch:
-    """Pad, shift and pack decoded samples into one batch (text-only samples and clip-free batches included)."""
+def collate(samples: list[DecodedSample], pad_token_id: int, tasks: list[str]) -> AudioTextBatch:
+    """Pad, shift and pack decoded samples into one batch (text-only samples and clip-free batches included).
+
+    `tasks` are the samples' task tags, from the shard index (the decoded members do not carry them), row by row.
+    """
+    assert len(tasks) == len(samples), "one task tag per sample"
     length = max(len(sample.tokens) for sample in samples) - 1
     tokens = np.full((len(samples), length), pad_token_id, dtype=np.int64)
     labels = np.full((len(samples), length), IGNORE_INDEX, dtype=np.int64)
@@ -76,6 +81,7 @@ def collate(samples: list[DecodedSample], pad_token_id: int) -> AudioTextBatch:
         mel_lengths=torch.tensor(mel_lengths, dtype=torch.int64),
         audio_spans=torch.tensor(spans, dtype=torch.int64).reshape(-1, 3),
         keys=[sample.key for sample in samples],
+        tasks=list(tasks),
         num_samples=len(samples),
         num_target_tokens=int(loss_mask.sum()),
         audio_seconds=sum(mel_lengths) * HOP_LENGTH / SAMPLE_RATE,

@@ -18,6 +18,7 @@ from megatron_qwen_audio.data.collate import AudioTextBatch, collate
 from megatron_qwen_audio.data.epoch_plan import EpochPlan, EpochPlanner, SampleRef
 from megatron_qwen_audio.data.loader_config import LoaderConfig
 from megatron_qwen_audio.data.sample_decoding import DecodedSample, decode_sample
+from megatron_qwen_audio.data.shard_format import SampleEntry
 from megatron_qwen_audio.data.shard_reader import RawSample, gather_batches, read_needed_samples
 from megatron_qwen_audio.data.shard_sets import ShardSet, ShardSetSpec, open_shard_sets
 
@@ -60,12 +61,14 @@ class RankBatchStream(IterableDataset):
         raw_batches = gather_batches(batches, read_needed_samples(self.sets, shards, needed))
         for batch, raws in zip(batches, raw_batches):
             decoded = [self._decode(sample, raw, plan.epoch) for sample, raw in zip(batch, raws)]
-            yield collate(decoded, self.config.pad_token_id)
+            yield collate(decoded, self.config.pad_token_id, [self._entry(sample).task for sample in batch])
+
+    def _entry(self, sample: SampleRef) -> SampleEntry:
+        return self.sets[sample.set_id].index.shards[sample.shard_id].samples[sample.position]
 
     def _decode(self, sample: SampleRef, raw: RawSample, epoch: int) -> DecodedSample:
-        shard_set = self.sets[sample.set_id]
-        entry = shard_set.index.shards[sample.shard_id].samples[sample.position]
-        decoded = decode_sample(raw, entry, f"{shard_set.name}/{entry.key}")
+        entry = self._entry(sample)
+        decoded = decode_sample(raw, entry, f"{self.sets[sample.set_id].name}/{entry.key}")
         # Seeded by the sample (its pass over the set and the clip), never by rank, worker or position: any rank
         # that reads this sample in this epoch draws the same masks.
         decoded.mels = [

@@ -249,18 +249,20 @@ def batch_summary(config: TrainConfig, world_size: int) -> str:
             "per step")
 
 
-def validate(config: TrainConfig, world_size: int) -> None:
+def validate(config: TrainConfig, world_size: int, *, check_data: bool = True) -> None:
     """Check a config for a run of `world_size` processes before any process group starts; raise a one-line
     ConfigError (with the numbers) at the first problem.
 
     Not checked here: whether the stage leaves anything trainable, which needs the model (training/freeze.py).
+    `check_data=False` skips the shard sets (the memory plan needs only the shapes and the layout).
     """
     if world_size < 1:
         raise ConfigError(f"world size {world_size} must be at least 1")
     _check_model(config.model)
     _check_layout(config.model, config.parallel, world_size)
     _check_schedule(config)
-    _check_data(config)
+    if check_data:
+        _check_data(config)
 
 
 def _at_least(value: float, minimum: float, key: str, hint: str = "") -> None:

@@ -4,6 +4,11 @@ Only one process logs: the one that sees the loss (last pipeline stage) and stan
 peers (rank 0 of both); the caller decides and passes `is_logging_rank`, every other rank's logger does nothing.
 The local file is written in every wandb mode, so a run leaves its numbers without a network or an account.
 
+Lines. A training line has "loss" and "task_loss"; a held-out evaluation is a line of its own, {"step", "heldout_loss"}
+(wandb: `heldout_loss` at the same step), so readers tell the two apart by their keys. `task_loss` is the mean loss
+per target token of each task's rows and `task_tokens` their target tokens: the task losses weighted by their tokens
+average to `loss`.
+
 A run directory is one wandb run: the first logger draws a run id and stores it in `run_dir/wandb_run_id`; a resumed
 run (a new process in the same run directory) reads it and continues that run (`resume="allow"`), and its lines
 append to the same metrics.jsonl.
@@ -44,6 +49,7 @@ class IntervalMetrics:
     step: int  # optimizer steps completed
     loss: float  # mean loss per target token over the interval
     task_losses: dict[str, float] = field(default_factory=dict)  # the same, per task tag (e.g. "asr", "aac")
+    task_tokens: dict[str, int] = field(default_factory=dict)  # target tokens of each task over the interval
     lr: float = 0.0  # learning rate of the last update
     grad_norm: float = 0.0  # gradient norm of the last update (before clipping)
     tokens: int = 0  # decoder token positions processed
@@ -79,6 +85,7 @@ class MetricsLogger:
             "step": metrics.step,
             "loss": metrics.loss,
             "task_loss": dict(metrics.task_losses),
+            "task_tokens": dict(metrics.task_tokens),
             "lr": metrics.lr,
             "grad_norm": metrics.grad_norm,
             "tokens_per_s": metrics.tokens / seconds,
@@ -89,9 +96,20 @@ class MetricsLogger:
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()
         if self._wandb_run is not None:
-            flat = {key: value for key, value in line.items() if key not in ("step", "task_loss")}
+            flat = {key: value for key, value in line.items() if key not in ("step", "task_loss", "task_tokens")}
             flat.update({f"task_loss/{task}": value for task, value in metrics.task_losses.items()})
             self._wandb_run.log(flat, step=metrics.step)
+        return line
+
+    def log_eval(self, step: int, loss: float) -> dict:
+        """Record a held-out evaluation (mean loss per target token) after `step`; returns the line written."""
+        if not self.is_logging_rank:
+            return {}
+        line = {"step": step, "heldout_loss": loss}
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+        if self._wandb_run is not None:
+            self._wandb_run.log({"heldout_loss": loss}, step=step)
         return line
 
     def close(self) -> None:

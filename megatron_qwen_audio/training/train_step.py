@@ -25,6 +25,7 @@ from megatron_qwen_audio.data.collate import AudioTextBatch
 __all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "train_step"]
 
 LOSS_REPORT_KEY = "lm loss"
+ROW_REPORT_KEY = "row loss"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class StepResult:
 
     loss: LossSum
     grad_norm: float
+    # this data-parallel rank's micro-batches, each float64 [2, B]: per row the summed loss and its target tokens
+    # (per-task losses group rows by task); empty on ranks other than the last pipeline stage
+    row_losses: list[torch.Tensor]
 
 
 def model_inputs(batch: AudioTextBatch, device: torch.device) -> dict[str, torch.Tensor]:
@@ -67,14 +71,19 @@ def _forward_step(data_iterator, model: nn.Module):
 
 
 def _summed_token_loss(loss_mask: torch.Tensor, masked_losses: torch.Tensor):
-    """(sum of the masked per-token losses, target tokens, report) for the per-token-loss schedule."""
+    """(sum of the masked per-token losses, target tokens, report) for the per-token-loss schedule; the report also
+    holds each row's loss sum and target tokens."""
     total = masked_losses.sum()
     tokens = loss_mask.sum().to(torch.int)
-    return total, tokens, {LOSS_REPORT_KEY: torch.stack([total.detach().clone(), tokens.detach().float()])}
+    rows = torch.stack([masked_losses.detach().sum(dim=1), loss_mask.detach().sum(dim=1)]).double()
+    return total, tokens, {LOSS_REPORT_KEY: torch.stack([total.detach().clone(), tokens.detach().float()]),
+                           ROW_REPORT_KEY: rows}
 
 
-def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict], forward_only: bool) -> LossSum:
-    """Run the micro-batches through this rank's pipeline stage; the loss of this data-parallel rank's share."""
+def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict],
+                  forward_only: bool) -> tuple[LossSum, list[torch.Tensor]]:
+    """Run the micro-batches through this rank's pipeline stage; the loss of this data-parallel rank's share and
+    the per-row (loss sum, target tokens) of each micro-batch (see StepResult.row_losses)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     reports = get_forward_backward_func()(
@@ -87,9 +96,9 @@ def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dic
         forward_only=forward_only,
     )
     if not reports:  # not the last pipeline stage
-        return LossSum(0.0, 0)
+        return LossSum(0.0, 0), []
     total, tokens = torch.stack([report[LOSS_REPORT_KEY] for report in reports]).double().sum(dim=0).tolist()
-    return LossSum(total, round(tokens))
+    return LossSum(total, round(tokens)), [report[ROW_REPORT_KEY].cpu() for report in reports]
 
 
 def _sum_over_data_parallel(loss: LossSum) -> LossSum:
@@ -110,9 +119,9 @@ def train_step(model_chunks: Sequence[nn.Module], optimizer, micro_batches: Sequ
     for chunk in model_chunks:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
-    local = _run_schedule(model_chunks, micro_batches, forward_only=False)
+    local, row_losses = _run_schedule(model_chunks, micro_batches, forward_only=False)
     _, grad_norm, _ = optimizer.step()
-    return StepResult(loss=_sum_over_data_parallel(local), grad_norm=float(grad_norm or 0.0))
+    return StepResult(loss=_sum_over_data_parallel(local), grad_norm=float(grad_norm or 0.0), row_losses=row_losses)
 
 
 def evaluate(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict]) -> LossSum:
@@ -121,7 +130,7 @@ def evaluate(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict]) -
         chunk.eval()
     try:
         with torch.no_grad():
-            local = _run_schedule(model_chunks, micro_batches, forward_only=True)
+            local, _ = _run_schedule(model_chunks, micro_batches, forward_only=True)
     finally:
         for chunk in model_chunks:
             chunk.train()

@@ -7,8 +7,10 @@ the distributed optimizer -> learning-rate schedule -> checkpoints (resume) -> m
 `train_step` (training/train_step.py), logs every `log_interval` steps, evaluates every `eval_interval`, saves every
 `save_interval` steps, at the last step, and after a preemption signal (then it returns; the process exits 0).
 
-Per-task losses are not logged: a batch names its samples (`keys`) but not their tasks, and the last pipeline stage
-would need the tasks of every row; the metrics' `task_loss` stays empty.
+Per-task losses: every rank of a replica reads the same batches, so the last pipeline stage knows each row's task
+(`AudioTextBatch.tasks`) and the loss function reports each row's loss sum and target tokens; the sums and tokens of
+each task are added over the interval, then over the data-parallel ranks, and divided once (token-weighted, like the
+overall loss). Held-out losses go to the metrics as lines of their own (`MetricsLogger.log_eval`).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from megatron_qwen_audio.training.lr_schedule import LRScheduler
 from megatron_qwen_audio.training.metrics import IntervalMetrics, MetricsLogger, training_flops
 from megatron_qwen_audio.training.optimizer import build_optimizer, wrap_ddp
 from megatron_qwen_audio.training.preemption import PreemptionFlag
-from megatron_qwen_audio.training.train_step import LossSum, evaluate, model_inputs, train_step
+from megatron_qwen_audio.training.train_step import LossSum, StepResult, evaluate, model_inputs, train_step
 
 __all__ = ["Trainer"]
 
@@ -119,7 +121,7 @@ class Trainer:
                                     [model_inputs(batch, self.device) for batch in step_batches])
                 self.scheduler.step()
                 self.step += 1
-                interval.add(result.loss, step_batches, self._step_flops(step_batches))
+                interval.add(result, step_batches, self._step_flops(step_batches))
                 if self.step % config.log_interval == 0 or self.step == config.steps:
                     self._log(interval, learning_rate, result.grad_norm)
                     interval = _Interval()
@@ -145,8 +147,11 @@ class Trainer:
         dist.all_reduce(totals, group=data_group)
         flops = torch.tensor([interval.flops], dtype=torch.float64, device=self.device)
         dist.all_reduce(flops)
+        task_sums = _sum_tasks_over_group(interval.task_sums, data_group)
         line = self.metrics.log(IntervalMetrics(
             step=self.step, loss=interval.loss.mean, lr=learning_rate, grad_norm=grad_norm,
+            task_losses={task: loss.mean for task, loss in task_sums.items()},
+            task_tokens={task: loss.tokens for task, loss in task_sums.items()},
             tokens=round(totals[0].item()), audio_seconds=totals[1].item(), flops=flops.item(),
             seconds=time.monotonic() - interval.started))
         if line:
@@ -159,6 +164,7 @@ class Trainer:
         batches = iter(self.heldout_loader)
         inputs = [model_inputs(next(batches), self.device) for _ in range(self.config.eval_steps)]
         loss = evaluate(self.model_chunks, inputs)
+        self.metrics.log_eval(self.step, loss.mean)
         if self.metrics.is_logging_rank:
             print(f"step {self.step}/{self.config.steps}  heldout loss {loss.mean:.4f} over {loss.tokens} target "
                   "tokens", flush=True)
@@ -200,18 +206,36 @@ class _Interval:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.loss_total, self.loss_tokens = 0.0, 0
+        self.task_sums: dict[str, LossSum] = {}  # this data-parallel rank's rows only (last pipeline stage)
         self.positions, self.audio_seconds, self.flops = 0, 0.0, 0.0
 
     @property
     def loss(self) -> LossSum:
         return LossSum(self.loss_total, self.loss_tokens)
 
-    def add(self, loss: LossSum, batches: Sequence[AudioTextBatch], flops: float) -> None:
-        self.loss_total += loss.total
-        self.loss_tokens += loss.tokens
+    def add(self, result: StepResult, batches: Sequence[AudioTextBatch], flops: float) -> None:
+        self.loss_total += result.loss.total
+        self.loss_tokens += result.loss.tokens
+        for rows, batch in zip(result.row_losses, batches):
+            for task, (total, tokens) in zip(batch.tasks, rows.T.tolist()):
+                before = self.task_sums.get(task, LossSum(0.0, 0))
+                self.task_sums[task] = LossSum(before.total + total, before.tokens + round(tokens))
         self.positions += sum(batch.tokens.numel() for batch in batches)
         self.audio_seconds += sum(batch.audio_seconds for batch in batches)
         self.flops += flops
+
+
+def _sum_tasks_over_group(task_sums: dict[str, LossSum], group) -> dict[str, LossSum]:
+    """Per-task loss sums and tokens added over `group` (the tasks differ by rank, so they travel as objects), in
+    sorted task order; tasks without target tokens are left out."""
+    gathered: list[dict[str, LossSum] | None] = [None] * dist.get_world_size(group)
+    dist.all_gather_object(gathered, task_sums, group=group)
+    totals: dict[str, LossSum] = {}
+    for rank_sums in gathered:
+        for task, loss in rank_sums.items():
+            before = totals.get(task, LossSum(0.0, 0))
+            totals[task] = LossSum(before.total + loss.total, before.tokens + loss.tokens)
+    return {task: totals[task] for task in sorted(totals) if totals[task].tokens}
 
 
 def _check_tokenizer(sets: Sequence[ShardSet]) -> None:

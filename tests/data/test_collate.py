@@ -20,14 +20,14 @@ def test_collate_shifts_labels_pads_rows_and_points_spans_at_the_audio_tokens():
     # 8 mel frames -> 4 encoder frames -> 2 audio tokens: the span is <audio> P P </audio>.
     with_audio = sample("s/1", [10, A, P, P, E, 11, 12, EOT], [X, X, X, X, X, 11, 12, EOT], clip_frames=[8])
     text_only = sample("s/2", [20, 21, 22], [X, 21, 22])
-    batch = collate([with_audio, text_only], pad_token_id=EOT)
+    batch = collate([with_audio, text_only], pad_token_id=EOT, tasks=["asr", "chat"])
     assert batch.tokens.tolist() == [[10, A, P, P, E, 11, 12], [20, 21, EOT, EOT, EOT, EOT, EOT]]
     assert batch.labels.tolist() == [[EOT, EOT, EOT, EOT, 11, 12, EOT], [21, 22, EOT, EOT, EOT, EOT, EOT]]
     assert batch.loss_mask.tolist() == [[0, 0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0]]
     assert batch.position_ids.tolist() == [list(range(7))] * 2
     assert batch.audio_spans.tolist() == [[0, 1, 5]]
     assert batch.mel_lengths.tolist() == [8] and batch.mel.shape == (80, 8)
-    assert batch.keys == ["s/1", "s/2"]
+    assert batch.keys == ["s/1", "s/2"] and batch.tasks == ["asr", "chat"]
     assert (batch.num_samples, batch.num_target_tokens, batch.audio_seconds) == (2, 5, 0.08)
     assert batch.tokens.dtype == batch.labels.dtype == torch.int64 and batch.loss_mask.dtype == torch.float32
 
@@ -36,14 +36,14 @@ def test_clips_are_packed_along_time_in_order_of_appearance():
     # 10 mel frames -> 5 -> 2 audio tokens; 20 -> 10 -> 5 audio tokens (span 7); 9 -> 5 -> 2.
     two_clips = sample("s/1", [A, P, P, E, 7, A, *[P] * 5, E, 8, EOT], [X] * 12 + [8, EOT], clip_frames=[10, 20])
     one_clip = sample("s/2", [9, A, P, P, E, 5, EOT], [X] * 5 + [5, EOT], clip_frames=[9])
-    batch = collate([two_clips, one_clip], pad_token_id=EOT)
+    batch = collate([two_clips, one_clip], pad_token_id=EOT, tasks=["asr", "asr"])
     assert batch.audio_spans.tolist() == [[0, 0, 4], [0, 5, 12], [1, 1, 5]]
     assert batch.mel_lengths.tolist() == [10, 20, 9]
     assert batch.mel[0].tolist() == [1.0] * 10 + [2.0] * 20 + [1.0] * 9
 
 
 def test_a_batch_without_clips_has_empty_audio_fields():
-    batch = collate([sample("s/1", [1, 2, 3], [X, 2, 3])], pad_token_id=EOT)
+    batch = collate([sample("s/1", [1, 2, 3], [X, 2, 3])], pad_token_id=EOT, tasks=["asr"])
     assert batch.mel.shape == (80, 0) and batch.mel_lengths.shape == (0,) and batch.audio_spans.shape == (0, 3)
     assert batch.audio_seconds == 0.0
 
@@ -51,4 +51,4 @@ def test_a_batch_without_clips_has_empty_audio_fields():
 def test_a_span_that_disagrees_with_its_clip_length_names_the_sample():
     wrong = sample("s/9", [A, P, E, 5, EOT], [X, X, X, 5, EOT], clip_frames=[8])  # 8 frames need a span of 4
     with pytest.raises(ValueError, match=r"s/9: the audio span at token 0 does not end where 8 mel frames put it"):
-        collate([wrong], pad_token_id=EOT)
+        collate([wrong], pad_token_id=EOT, tasks=["asr"])

@@ -125,7 +125,9 @@ def runs(tmp_path_factory, qwen_tokenizer_file):
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    """The training lines of a run's metrics (held-out evaluations are lines of their own)."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [line for line in lines if "loss" in line]
 
 
 def _parameters(checkpoint: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
