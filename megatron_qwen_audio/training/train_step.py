@@ -40,6 +40,9 @@ class LossSum:
         """Loss per target token (NaN when there was none)."""
         return self.total / self.tokens if self.tokens else float("nan")
 
+    def __add__(self, other: LossSum) -> LossSum:
+        return LossSum(self.total + other.total, self.tokens + other.tokens)
+
 
 @dataclass(frozen=True)
 class StepResult:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -46,6 +47,7 @@ __all__ = ["Trainer"]
 # embedding is a lookup, not a matrix product, and counts no FLOPs
 FLOP_MODULES = ("audio_encoder", "decoder", "output_layer")
 MODULE_ORDER = ("audio_encoder", "embedding", "decoder", "output_layer")
+NO_LOSS = LossSum(0.0, 0)
 
 
 class Trainer:
@@ -88,6 +90,7 @@ class Trainer:
             self._print(f"initial weights from {config.init_from}")
         self.freeze_report = _apply_stage(model, config, self.layout)
         self._print(self.freeze_report.render())
+        self._flop_terms = _flop_terms(model, self.freeze_report, count_encoder=self.layout.tensor_parallel_rank == 0)
 
         self.model_chunks = wrap_ddp([model])
         model.config.finalize_model_grads_func = finalize_model_grads  # adds the encoder's tensor-parallel sum
@@ -177,22 +180,11 @@ class Trainer:
 
     def _step_flops(self, batches: Sequence[AudioTextBatch]) -> float:
         """Model FLOPs this rank's modules spent on the step (the encoder counted once per replica, on TP rank 0)."""
-        model = self.model_chunks[0].module
         positions = sum(batch.tokens.numel() for batch in batches)
         encoder_frames = sum(encoder_frame_count(int(frames)) for batch in batches for frames in batch.mel_lengths)
-        flops = 0.0
-        for name in FLOP_MODULES:
-            module = getattr(model, name, None)
-            if module is None or (name == "audio_encoder" and self.layout.tensor_parallel_rank != 0):
-                continue
-            earlier = MODULE_ORDER[:MODULE_ORDER.index(name)]
-            counts = self.freeze_report.counts
-            flops += training_flops(
-                sum(parameter.numel() for parameter in module.parameters()),
-                encoder_frames if name == "audio_encoder" else positions,
-                trains=counts[name].trainable > 0,
-                backpropagates=any(counts[before].trainable > 0 for before in earlier if before in counts))
-        return flops
+        return sum(training_flops(term.parameters, encoder_frames if term.name == "audio_encoder" else positions,
+                                  trains=term.trains, backpropagates=term.backpropagates)
+                   for term in self._flop_terms)
 
     def _print(self, text: str) -> None:
         """Start-up and checkpoint messages, once per job (global rank 0)."""
@@ -205,21 +197,15 @@ class _Interval:
 
     def __init__(self) -> None:
         self.started = time.monotonic()
-        self.loss_total, self.loss_tokens = 0.0, 0
+        self.loss = NO_LOSS
         self.task_sums: dict[str, LossSum] = {}  # this data-parallel rank's rows only (last pipeline stage)
         self.positions, self.audio_seconds, self.flops = 0, 0.0, 0.0
 
-    @property
-    def loss(self) -> LossSum:
-        return LossSum(self.loss_total, self.loss_tokens)
-
     def add(self, result: StepResult, batches: Sequence[AudioTextBatch], flops: float) -> None:
-        self.loss_total += result.loss.total
-        self.loss_tokens += result.loss.tokens
+        self.loss += result.loss
         for rows, batch in zip(result.row_losses, batches):
             for task, (total, tokens) in zip(batch.tasks, rows.T.tolist()):
-                before = self.task_sums.get(task, LossSum(0.0, 0))
-                self.task_sums[task] = LossSum(before.total + total, before.tokens + round(tokens))
+                self.task_sums[task] = self.task_sums.get(task, NO_LOSS) + LossSum(total, round(tokens))
         self.positions += sum(batch.tokens.numel() for batch in batches)
         self.audio_seconds += sum(batch.audio_seconds for batch in batches)
         self.flops += flops
@@ -233,9 +219,31 @@ def _sum_tasks_over_group(task_sums: dict[str, LossSum], group) -> dict[str, Los
     totals: dict[str, LossSum] = {}
     for rank_sums in gathered:
         for task, loss in rank_sums.items():
-            before = totals.get(task, LossSum(0.0, 0))
-            totals[task] = LossSum(before.total + loss.total, before.tokens + loss.tokens)
+            totals[task] = totals.get(task, NO_LOSS) + loss
     return {task: totals[task] for task in sorted(totals) if totals[task].tokens}
+
+
+class _FlopTerm(NamedTuple):
+    """What the FLOP estimate needs of one of this rank's modules; fixed once the stage's freeze masks are applied."""
+
+    name: str
+    parameters: int
+    trains: bool
+    backpropagates: bool  # a module before it trains, so its activation gradients are computed
+
+
+def _flop_terms(model: nn.Module, report: FreezeReport, count_encoder: bool) -> list[_FlopTerm]:
+    terms = []
+    for name in FLOP_MODULES:
+        module = getattr(model, name, None)
+        if module is None or (name == "audio_encoder" and not count_encoder):
+            continue
+        earlier = MODULE_ORDER[:MODULE_ORDER.index(name)]
+        terms.append(_FlopTerm(
+            name, sum(parameter.numel() for parameter in module.parameters()),
+            trains=report.counts[name].trainable > 0,
+            backpropagates=any(report.counts[before].trainable > 0 for before in earlier if before in report.counts)))
+    return terms
 
 
 def _check_tokenizer(sets: Sequence[ShardSet]) -> None:

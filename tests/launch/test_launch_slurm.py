@@ -9,7 +9,6 @@ All jobs are submitted at once (each waits for the 2 CPUs), then waited for with
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -17,9 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
+from process_launch import training_environment
+from slurm_cluster import job_state, wait_for_job
 
 from megatron_qwen_audio.text.tokenizer import QwenTokenizer
-from slurm_cluster import job_state, wait_for_job
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[1]
@@ -32,7 +32,6 @@ STEPS = 12  # the warning, sent once step 1 is logged, must reach the ranks befo
 SFT_STEPS = 2
 JOB_TIMEOUT_S = 150
 SUBMIT_TIMEOUT_S = 60
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 DETERMINISTIC_METRICS = ("step", "loss", "lr", "grad_norm")  # not the speeds and times
 
 
@@ -73,9 +72,7 @@ def jobs(slurm_cluster, tmp_path_factory, qwen_tokenizer_file):
     fingerprint = QwenTokenizer.from_file(qwen_tokenizer_file).fingerprint
     write_shard_set(root / "shards" / "train", [14, 12], seed=1, tokenizer_fingerprint=fingerprint)
     write_shard_set(root / "shards" / "heldout", [6], seed=2, tokenizer_fingerprint=fingerprint)
-    environment = {name: value for name, value in slurm_cluster.items() if name not in LAUNCHER_VARIABLES}
-    environment.update(OMP_NUM_THREADS="1", MQA_TOKENIZER_FILE=str(qwen_tokenizer_file), WANDB_MODE="disabled",
-                       PATH=os.pathsep.join([str(Path(sys.executable).parent), environment["PATH"]]))
+    environment = training_environment(qwen_tokenizer_file, slurm_cluster)
     common = [f"data.train=[{{path_or_url: {root / 'shards' / 'train'}}}]",
               f"data.heldout=[{{path_or_url: {root / 'shards' / 'heldout'}}}]",
               "data.loader.workers=0", "data.loader.max_batch_tokens=320", "optimizer.decay=constant",

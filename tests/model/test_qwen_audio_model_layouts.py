@@ -13,14 +13,11 @@ micro-batch with one clip for two TP ranks, micro-batches and a whole data-paral
 Single process: the decoder input holds each clip's encoder rows at its span and token embeddings elsewhere; freezing
 a part changes no gradient of the rest, and frozen parameters get none.
 """
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from process_launch import torchrun
 from qwen_audio_model_fixtures import VOCAB, decoder_tokens, full_initial_state, hf_qwen2_model
 
 from megatron_qwen_audio.model.parameter_shards import VOCAB_ROW_PARAMETERS, resize_vocab_rows, tensor_parallel_shard
@@ -31,20 +28,11 @@ LAUNCH_TIMEOUT_S = 300
 LAUNCHES = {1: ("1x1",), 2: ("2x1", "1x2", "1x1"), 4: ("2x2", "1x2")}
 LAYOUTS = [(processes, layout) for processes, layouts in LAUNCHES.items() if processes > 1 for layout in layouts]
 PASSES = ("train", "stage1", "stage2")
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 
 
 def _torchrun(processes: int, layouts: tuple[str, ...], weights: Path, out: Path) -> None:
-    environment = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
-    environment["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(WORKER), "--layouts", ",".join(layouts), "--weights", str(weights), "--out", str(out)]
-    started = time.monotonic()
-    finished = subprocess.run(command, env=environment, check=False, capture_output=True, text=True,
-                              timeout=LAUNCH_TIMEOUT_S)
-    print(f"torchrun x{processes} {','.join(layouts)}: {time.monotonic() - started:.1f} s")
-    if finished.returncode != 0:
-        pytest.fail(f"torchrun x{processes} failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
+    torchrun(processes, [str(WORKER), "--layouts", ",".join(layouts), "--weights", str(weights), "--out", str(out)],
+             ",".join(layouts), LAUNCH_TIMEOUT_S)
 
 
 @pytest.fixture(scope="module")

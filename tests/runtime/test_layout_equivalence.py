@@ -8,7 +8,6 @@ Three launches (each costs seconds, so each runs several layouts one after anoth
 Loss is compared to 1e-6 and every gradient / stepped parameter shard to 1e-5 relative: a wrong tensor-parallel
 shard moves the loss by ~1e-5 but gradients by O(1), so gradients and parameters carry the check.
 """
-import os
 import socket
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 from layout_equivalence_worker import CLIP_GRAD, SEED
+from process_launch import clean_environment, torchrun
 
 from megatron_qwen_audio.model.parameter_shards import tensor_parallel_shard
 
@@ -25,7 +25,6 @@ WORKER = Path(__file__).with_name("layout_equivalence_worker.py")
 LAUNCH_TIMEOUT_S = 300
 TWO_PROCESS_LAYOUTS = ("2x1", "1x2", "1x1")
 FOUR_PROCESS_LAYOUTS = ("2x2", "2x1", "1x2")
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 
 
 def _worker_command(layouts: tuple[str, ...], out: Path, initial: Path | None) -> list[str]:
@@ -33,26 +32,8 @@ def _worker_command(layouts: tuple[str, ...], out: Path, initial: Path | None) -
     return command + (["--initial", str(initial)] if initial is not None else [])
 
 
-def _clean_environment() -> dict[str, str]:
-    environment = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
-    environment["OMP_NUM_THREADS"] = "1"
-    return environment
-
-
 def _torchrun(processes: int, layouts: tuple[str, ...], out: Path, initial: Path | None = None) -> None:
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
-    started = time.monotonic()
-    finished = subprocess.run(
-        command + _worker_command(layouts, out, initial),
-        env=_clean_environment(),
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=LAUNCH_TIMEOUT_S,
-    )
-    print(f"torchrun x{processes} {','.join(layouts)}: {time.monotonic() - started:.1f} s")
-    if finished.returncode != 0:
-        pytest.fail(f"torchrun x{processes} failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
+    torchrun(processes, _worker_command(layouts, out, initial), ",".join(layouts), LAUNCH_TIMEOUT_S)
 
 
 def _free_port() -> int:
@@ -63,7 +44,7 @@ def _free_port() -> int:
 
 def _srun_style(processes: int, layouts: tuple[str, ...], out: Path, initial: Path) -> None:
     """Start the ranks with only the variables srun sets (plus the job script's MASTER_ADDR/PORT)."""
-    base = _clean_environment() | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    base = clean_environment() | {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
     started = time.monotonic()
     logs = [out / f"rank{rank}.log" for rank in range(processes)]
     ranks = []

@@ -10,41 +10,29 @@ restored, e.g. Adam's moments or step count, would show).
 """
 import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from process_launch import clean_environment, torchrun
 
+from megatron_qwen_audio.model.parameter_shards import tensor_parallel_shard
 from megatron_qwen_audio.training.checkpointing import COMPLETE_MARKER, SHARDED_DIR
 from megatron_qwen_audio.training.config import load_config
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE.parent / "runtime"))  # the runtime tests' TP slicing of full tensors
-from megatron_qwen_audio.model.parameter_shards import tensor_parallel_shard
 
 WORKER = HERE / "checkpoint_worker.py"
 HELPER_DIRS = (HERE.parent / "runtime", HERE.parent / "data")
 LAUNCH_TIMEOUT_S = 300
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 TOLERANCE = 1e-6
 
 
 def _torchrun(processes: int, phase: str, out: Path) -> list[dict]:
     """Run one phase (torchrun --standalone picks a free port) and return each rank's observations."""
-    environment = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
-    environment["OMP_NUM_THREADS"] = "1"
+    environment = clean_environment()
     environment["PYTHONPATH"] = os.pathsep.join([*map(str, HELPER_DIRS), environment.get("PYTHONPATH", "")])
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(WORKER), "--phase", phase, "--out", str(out)]
-    started = time.monotonic()
-    finished = subprocess.run(command, env=environment, check=False, capture_output=True, text=True,
-                              timeout=LAUNCH_TIMEOUT_S)
-    print(f"torchrun x{processes} {phase}: {time.monotonic() - started:.1f} s")
-    if finished.returncode != 0:
-        pytest.fail(f"torchrun x{processes} {phase} failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
+    torchrun(processes, [str(WORKER), "--phase", phase, "--out", str(out)], phase, LAUNCH_TIMEOUT_S, environment)
     return [torch.load(out / f"{phase}-rank{rank}.pt", weights_only=True) for rank in range(processes)]
 
 

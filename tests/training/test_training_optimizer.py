@@ -7,31 +7,21 @@ Two launches of test_training_optimizer_worker.py (one process, then two as PP=2
 - pipeline stage 1 entirely frozen: no hang, both ranks report the same gradient norm (megatron all-reduces it over
   the model-parallel group, so the frozen rank takes part), stage 0 trains, stage 1 holds no state and stays put.
 """
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from process_launch import torchrun
 from torch import nn
 
 from megatron_qwen_audio.training.optimizer import no_weight_decay
 
 WORKER = Path(__file__).with_name("test_training_optimizer_worker.py")
 LAUNCH_TIMEOUT_S = 180
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 
 
 def _launch(check: str, processes: int, out: Path) -> list[dict]:
-    environment = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
-    environment["OMP_NUM_THREADS"] = "1"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-               str(WORKER), "--check", check, "--out", str(out)]
-    finished = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S,
-                              check=False)
-    if finished.returncode != 0:
-        pytest.fail(f"{check} x{processes} failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
+    torchrun(processes, [str(WORKER), "--check", check, "--out", str(out)], check, LAUNCH_TIMEOUT_S)
     return [torch.load(out / f"{check}-rank{rank}.pt", weights_only=False) for rank in range(processes)]
 
 

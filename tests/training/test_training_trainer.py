@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from process_launch import training_environment
 
 from megatron_qwen_audio.text.tokenizer import QwenTokenizer
 
@@ -32,16 +33,13 @@ sys.path.insert(0, str(HERE.parent / "data"))
 from synthetic_shard_sets import write_shard_set  # noqa: E402
 
 LAUNCH_TIMEOUT_S = 300
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "SLURM_PROCID")
 STAGE1 = REPO / "configs" / "tiny_stage1.yaml"
 STAGE2 = REPO / "configs" / "tiny_stage2.yaml"
 PREEMPTED_RUN_STEPS = 1000
 
 
 def _environment(tokenizer_file: Path) -> dict[str, str]:
-    environment = {name: value for name, value in os.environ.items() if name not in LAUNCHER_VARIABLES}
-    environment.update(OMP_NUM_THREADS="1", MQA_TOKENIZER_FILE=str(tokenizer_file), WANDB_MODE="disabled",
-                       PATH=os.pathsep.join([str(Path(sys.executable).parent), environment.get("PATH", "")]))
+    environment = training_environment(tokenizer_file)
     environment["PYTHONPATH"] = os.pathsep.join([str(HERE), environment.get("PYTHONPATH", "")])
     return environment
 
