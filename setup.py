@@ -36,6 +36,7 @@ setup(
             "mqa-prepare-asterisk=data_prep.asterisk:main",
             "mqa-loader-dry-run=megatron_qwen_audio.data.dry_run:main",
             "mqa-train=megatron_qwen_audio.training.main:main",
+            "mqa-convert=megatron_qwen_audio.convert.cli:main",
         ]
     },
 )

@@ -2,7 +2,8 @@
 combined pipeline-aware model that writes encoded audio over the decoder input's audio spans.
 
 Reading order: audio_encoder -> encoder_tensor_parallel (clips split over TP ranks) -> audio_splice -> decoder_spec
-(+ sdpa_attention) -> qwen_audio_model; parameter_shards, qwen2_hf_keys and audio_encoder_keys map checkpoints.
+(+ sdpa_attention) -> qwen_audio_model; parameter_shards and audio_encoder_keys map checkpoints (the converters
+themselves are in megatron_qwen_audio/convert/).
 
 The megatron-based names are exported lazily (imported on first access): importing megatron-core takes seconds, the
 encoder alone does not need it, and training.config (which qwen_audio_model reads) itself imports the encoder.
@@ -28,7 +29,6 @@ from megatron_qwen_audio.model.parameter_shards import (
     resize_vocab_rows,
     tensor_parallel_shard,
 )
-from megatron_qwen_audio.model.qwen2_hf_keys import interleave_qkv, megatron_state_from_qwen2
 
 _MEGATRON_EXPORTS = {  # name -> module of this package
     "QwenAudioModel": "qwen_audio_model",
@@ -64,9 +64,7 @@ __all__ = [
     "gather_encoded_rows",
     "hf_qwen2_audio_key",
     "hf_whisper_encoder_key",
-    "interleave_qkv",
     "load_full_state",
-    "megatron_state_from_qwen2",
     "pipeline_layout",
     "qwen_decoder_layer_spec",
     "resize_vocab_rows",

@@ -64,7 +64,8 @@ class QwenAudioModel(MegatronModule):
                                               model.vocab_pad_multiple)
         if self.pre_process:
             # Built first, from the default generator that every rank seeded alike, so the TP replicas start equal.
-            device = "cpu" if config.use_cpu_initialization else torch.cuda.current_device()
+            # CPU initialisation keeps the default device (the CPU, or meta when a converter describes the model)
+            device = None if config.use_cpu_initialization else torch.cuda.current_device()
             self.audio_encoder = AudioEncoder(model.audio_encoder).to(device=device, dtype=config.params_dtype)
             self.embedding = LanguageModelEmbedding(config=config, vocab_size=self.padded_vocab_size,
                                                     max_sequence_length=model.seq_length,

@@ -102,7 +102,7 @@ def _optimizer_with_state(optimizer):
     return optimizer if holds else None
 
 
-def _sharded_state_dict(model_chunks: Sequence[torch.nn.Module], optimizer, is_loading: bool) -> dict:
+def sharded_state_dict(model_chunks: Sequence[torch.nn.Module], optimizer, is_loading: bool) -> dict:
     """The models' (and the optimizer's, unless None) state as megatron ShardedTensors keyed by global names."""
     from megatron.core.utils import unwrap_model
 
@@ -230,7 +230,7 @@ class CheckpointManager:
 
         from megatron.core import dist_checkpointing
 
-        dist_checkpointing.save(_sharded_state_dict(model_chunks, _optimizer_with_state(optimizer), is_loading=False),
+        dist_checkpointing.save(sharded_state_dict(model_chunks, _optimizer_with_state(optimizer), is_loading=False),
                                 str(partial / SHARDED_DIR))
         torch.save(capture_rng_state(), _rng_file(partial, rank))
         if rank == 0:
@@ -308,12 +308,15 @@ class CheckpointManager:
         if meta.get("format") != FORMAT_VERSION:
             raise CheckpointError(f"{folder / META_FILE}: format {meta.get('format')!r} is not {FORMAT_VERSION}; "
                                   "convert the checkpoint or use the version that wrote it")
+        if optimizer is not None and meta.get("weights_only"):
+            raise CheckpointError(f"{folder} holds weights only (written by mqa-convert); start a run from it with "
+                                  "init_from, not resume")
 
         from megatron.core import dist_checkpointing
         from megatron.core.utils import unwrap_model
 
         stateful_optimizer = _optimizer_with_state(optimizer)
-        loaded = dist_checkpointing.load(_sharded_state_dict(model_chunks, stateful_optimizer, is_loading=True),
+        loaded = dist_checkpointing.load(sharded_state_dict(model_chunks, stateful_optimizer, is_loading=True),
                                          str(folder / SHARDED_DIR))
         for index, chunk in enumerate(model_chunks):
             unwrap_model(chunk).load_state_dict(loaded[f"model{index}"])

@@ -42,6 +42,7 @@ __all__ = [
     "ConfigError", "DataConfig", "MODEL_PRESETS", "ModelConfig", "OptimizerConfig",
     "ParallelConfig", "StageConfig", "TrainConfig", "WandbConfig", "batch_summary", "config_to_dict",
     "data_parallel_size", "dump_config", "load_config", "padded_vocab", "pipeline_stage_layers", "validate",
+    "validate_model_layout",
 ]
 
 
@@ -256,13 +257,18 @@ def validate(config: TrainConfig, world_size: int, *, check_data: bool = True) -
     Not checked here: whether the stage leaves anything trainable, which needs the model (training/freeze.py).
     `check_data=False` skips the shard sets (the memory plan needs only the shapes and the layout).
     """
-    if world_size < 1:
-        raise ConfigError(f"world size {world_size} must be at least 1")
-    _check_model(config.model)
-    _check_layout(config.model, config.parallel, world_size)
+    validate_model_layout(config.model, config.parallel, world_size)
     _check_schedule(config)
     if check_data:
         _check_data(config)
+
+
+def validate_model_layout(model: ModelConfig, parallel: ParallelConfig, world_size: int) -> None:
+    """The model's shape and its split over `world_size` processes (what a checkpoint converter needs checked)."""
+    if world_size < 1:
+        raise ConfigError(f"world size {world_size} must be at least 1")
+    _check_model(model)
+    _check_layout(model, parallel, world_size)
 
 
 def _at_least(value: float, minimum: float, key: str, hint: str = "") -> None:

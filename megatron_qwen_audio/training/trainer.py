@@ -41,7 +41,7 @@ from megatron_qwen_audio.training.optimizer import build_optimizer, wrap_ddp
 from megatron_qwen_audio.training.preemption import PreemptionFlag
 from megatron_qwen_audio.training.train_step import LossSum, StepResult, evaluate, model_inputs, train_step
 
-__all__ = ["Trainer"]
+__all__ = ["FlopTerm", "StepFlops", "Trainer", "apply_stage"]
 
 # the model's top-level modules in data-flow order (a module back-propagates when one before it trains); the
 # embedding is a lookup, not a matrix product, and counts no FLOPs
@@ -88,9 +88,9 @@ class Trainer:
         if resume_from is None and config.init_from:
             CheckpointManager.load(checkpoint_folder(config.init_from), [model], optimizer=None)
             self._print(f"initial weights from {config.init_from}")
-        self.freeze_report = _apply_stage(model, config, self.layout)
+        self.freeze_report = apply_stage(model, config, self.layout)
         self._print(self.freeze_report.render())
-        self._flop_terms = _flop_terms(model, self.freeze_report, count_encoder=self.layout.tensor_parallel_rank == 0)
+        self.step_flops = StepFlops(model, self.freeze_report, count_encoder=self.layout.tensor_parallel_rank == 0)
 
         self.model_chunks = wrap_ddp([model])
         model.config.finalize_model_grads_func = finalize_model_grads  # adds the encoder's tensor-parallel sum
@@ -124,7 +124,7 @@ class Trainer:
                                     [model_inputs(batch, self.device) for batch in step_batches])
                 self.scheduler.step()
                 self.step += 1
-                interval.add(result, step_batches, self._step_flops(step_batches))
+                interval.add(result, step_batches, self.step_flops(step_batches))
                 if self.step % config.log_interval == 0 or self.step == config.steps:
                     self._log(interval, learning_rate, result.grad_norm)
                     interval = _Interval()
@@ -178,14 +178,6 @@ class Trainer:
                                        loader_state=self.train_loader.state_dict(), config=self.config)
         self._print(f"saved {folder}")
 
-    def _step_flops(self, batches: Sequence[AudioTextBatch]) -> float:
-        """Model FLOPs this rank's modules spent on the step (the encoder counted once per replica, on TP rank 0)."""
-        positions = sum(batch.tokens.numel() for batch in batches)
-        encoder_frames = sum(encoder_frame_count(int(frames)) for batch in batches for frames in batch.mel_lengths)
-        return sum(training_flops(term.parameters, encoder_frames if term.name == "audio_encoder" else positions,
-                                  trains=term.trains, backpropagates=term.backpropagates)
-                   for term in self._flop_terms)
-
     def _print(self, text: str) -> None:
         """Start-up and checkpoint messages, once per job (global rank 0)."""
         if self.layout.rank == 0:
@@ -223,7 +215,7 @@ def _sum_tasks_over_group(task_sums: dict[str, LossSum], group) -> dict[str, Los
     return {task: totals[task] for task in sorted(totals) if totals[task].tokens}
 
 
-class _FlopTerm(NamedTuple):
+class FlopTerm(NamedTuple):
     """What the FLOP estimate needs of one of this rank's modules; fixed once the stage's freeze masks are applied."""
 
     name: str
@@ -232,18 +224,29 @@ class _FlopTerm(NamedTuple):
     backpropagates: bool  # a module before it trains, so its activation gradients are computed
 
 
-def _flop_terms(model: nn.Module, report: FreezeReport, count_encoder: bool) -> list[_FlopTerm]:
-    terms = []
-    for name in FLOP_MODULES:
-        module = getattr(model, name, None)
-        if module is None or (name == "audio_encoder" and not count_encoder):
-            continue
-        earlier = MODULE_ORDER[:MODULE_ORDER.index(name)]
-        terms.append(_FlopTerm(
-            name, sum(parameter.numel() for parameter in module.parameters()),
-            trains=report.counts[name].trainable > 0,
-            backpropagates=any(report.counts[before].trainable > 0 for before in earlier if before in report.counts)))
-    return terms
+class StepFlops:
+    """Model FLOPs this rank's modules spend on a step, from the stage's freeze masks (the training metrics and the
+    step benchmark count alike). `count_encoder`: the encoder is counted once per replica, on TP rank 0."""
+
+    def __init__(self, model: nn.Module, report: FreezeReport, count_encoder: bool) -> None:
+        self.terms: list[FlopTerm] = []
+        for name in FLOP_MODULES:
+            module = getattr(model, name, None)
+            if module is None or (name == "audio_encoder" and not count_encoder):
+                continue
+            earlier = MODULE_ORDER[:MODULE_ORDER.index(name)]
+            self.terms.append(FlopTerm(
+                name, sum(parameter.numel() for parameter in module.parameters()),
+                trains=report.counts[name].trainable > 0,
+                backpropagates=any(report.counts[before].trainable > 0 for before in earlier
+                                   if before in report.counts)))
+
+    def __call__(self, batches: Sequence[AudioTextBatch]) -> float:
+        positions = sum(batch.tokens.numel() for batch in batches)
+        encoder_frames = sum(encoder_frame_count(int(frames)) for batch in batches for frames in batch.mel_lengths)
+        return sum(training_flops(term.parameters, encoder_frames if term.name == "audio_encoder" else positions,
+                                  trains=term.trains, backpropagates=term.backpropagates)
+                   for term in self.terms)
 
 
 def _check_tokenizer(sets: Sequence[ShardSet]) -> None:
@@ -258,7 +261,7 @@ def _check_tokenizer(sets: Sequence[ShardSet]) -> None:
                 "rebuild the shards with mqa-build-shards or point MQA_TOKENIZER_FILE at the tokenizer they used")
 
 
-def _apply_stage(model: nn.Module, config: TrainConfig, layout: ParallelLayout) -> FreezeReport:
+def apply_stage(model: nn.Module, config: TrainConfig, layout: ParallelLayout) -> FreezeReport:
     """Apply the stage's freeze masks to this rank's stage and return the report of the whole replica.
 
     At PP>1 a rank holds only part of the model, so the whole-model checks run on the reports of all pipeline stages,

@@ -12,8 +12,10 @@ from __future__ import annotations
 import torch
 
 from megatron_qwen_audio.audio.lengths import audio_span_length
+from megatron_qwen_audio.convert.decoder_rules import VocabRows, qwen2_decoder_rules
+from megatron_qwen_audio.convert.tensor_files import InMemoryTensors
+from megatron_qwen_audio.convert.tensor_plan import plan_from_rules
 from megatron_qwen_audio.model.audio_encoder import AudioEncoder, AudioEncoderConfig
-from megatron_qwen_audio.model.qwen2_hf_keys import megatron_state_from_qwen2
 from megatron_qwen_audio.training.config import ModelConfig
 
 SEED = 1234
@@ -58,7 +60,9 @@ def hf_qwen2_model():
 
 def full_initial_state(hf_model) -> dict[str, torch.Tensor]:
     """The combined model's full (TP=1, PP=1) tensors: the HF decoder mapped, and a freshly initialised encoder."""
-    state = megatron_state_from_qwen2(hf_model.state_dict(), layers=LAYERS, query_groups=MODEL.heads)
+    rules = qwen2_decoder_rules(LAYERS, MODEL.heads, MODEL.heads, VocabRows(vocab=VOCAB, padded=VOCAB, seed=0))
+    state = {name: derived.build() for name, derived in plan_from_rules(InMemoryTensors(hf_model.state_dict()),
+                                                                          rules).items()}
     torch.manual_seed(SEED + 1)
     encoder = AudioEncoder(MODEL.audio_encoder)
     state.update({f"audio_encoder.{name}": tensor for name, tensor in encoder.state_dict().items()

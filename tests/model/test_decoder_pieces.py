@@ -7,6 +7,7 @@ import pytest
 import torch
 from qwen_audio_model_fixtures import MODEL
 
+from megatron_qwen_audio.convert.decoder_rules import interleave_qkv
 from megatron_qwen_audio.model.audio_splice import splice_audio
 from megatron_qwen_audio.model.parameter_shards import (
     full_parameter_name,
@@ -14,7 +15,6 @@ from megatron_qwen_audio.model.parameter_shards import (
     resize_vocab_rows,
     tensor_parallel_shard,
 )
-from megatron_qwen_audio.model.qwen2_hf_keys import interleave_qkv
 from megatron_qwen_audio.training.config import ParallelConfig
 
 

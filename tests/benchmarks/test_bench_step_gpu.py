@@ -1,0 +1,74 @@
+"""The one-device training-step benchmark, run as a user runs it (a fresh process) on the CPU runtime with the tiny
+model: both stages report positive figures, and the model FLOPs it reports are those that `training_flops` gives for
+each stage's freeze masks, recomputed here from the parameter counts and batch sizes it prints. Two clips cut into two
+micro-batches, so a count of one micro-batch instead of the step would show."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from process_launch import clean_environment
+
+from megatron_qwen_audio.training.metrics import training_flops
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "benchmarks" / "bench_step_gpu.py"
+TIMEOUT_S = 180
+# per stage and module: (trains, backpropagates) as the configs' masks imply; stage 1: the encoder trains and the
+# frozen LLM passes gradients back to it; stage 2: the LLM trains and the frozen encoder only runs forward
+EXPECTED_MASKS = {
+    "stage1_pretrain": {"audio_encoder": (True, False), "decoder": (False, True), "output_layer": (False, True)},
+    "stage2_sft": {"audio_encoder": (False, False), "decoder": (True, True), "output_layer": (True, True)},
+}
+FIGURES = ("seconds_per_step", "tokens_per_s", "audio_seconds_per_s", "tflops", "fraction_of_matmul",
+           "flops_per_step")
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "figures.json"
+    command = [sys.executable, str(SCRIPT), "--device", "cpu", "--preset", "tiny", "--steps", "2", "--warmup", "1",
+               "--clips", "2", "--set", "data.loader.max_batch_samples=1", "--out", str(out)]
+    finished = subprocess.run(command, env=clean_environment(), cwd=REPO, capture_output=True, text=True,
+                              timeout=TIMEOUT_S, check=False)
+    if finished.returncode != 0:
+        pytest.fail(f"bench_step_gpu.py failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
+    print(finished.stdout)
+    return json.loads(out.read_text())
+
+
+def test_both_stages_report_positive_figures(figures):
+    assert figures["batch"]["clips"] == 2 and figures["batch"]["micro_batches"] == 2
+    assert figures["matmul"]["tflops"] > 0
+    assert [stage["stage"] for stage in figures["stages"]] == list(EXPECTED_MASKS)
+    for stage in figures["stages"]:
+        assert all(stage[name] > 0 for name in FIGURES), stage
+        assert stage["planned_memory_gib"] > 0 and stage["peak_memory_gib"] is None  # no device memory on CPU
+
+
+def test_rates_are_the_step_totals_over_the_step_time(figures):
+    batch = figures["batch"]
+    for stage in figures["stages"]:
+        seconds = stage["seconds_per_step"]
+        assert stage["tokens_per_s"] == pytest.approx(batch["positions_per_step"] / seconds)
+        assert stage["audio_seconds_per_s"] == pytest.approx(batch["audio_seconds_per_step"] / seconds)
+        assert stage["tflops"] == pytest.approx(stage["flops_per_step"] / seconds / 1e12)
+        assert stage["fraction_of_matmul"] == pytest.approx(stage["tflops"] / figures["matmul"]["tflops"])
+
+
+def test_model_flops_follow_each_stages_freeze_masks(figures):
+    batch = figures["batch"]
+    terms = {stage["stage"]: {term["name"]: term for term in stage["flop_terms"]} for stage in figures["stages"]}
+    sizes = {name: term["parameters"] for name, term in terms["stage1_pretrain"].items()}
+    for stage in figures["stages"]:
+        masks, stage_terms = EXPECTED_MASKS[stage["stage"]], terms[stage["stage"]]
+        assert {name: (term["trains"], term["backpropagates"]) for name, term in stage_terms.items()} == masks
+        assert {name: term["parameters"] for name, term in stage_terms.items()} == sizes  # one model, two masks
+        expected = sum(training_flops(sizes[name], batch["encoder_frames_per_step"] if name == "audio_encoder"
+                                      else batch["positions_per_step"], trains=trains, backpropagates=backpropagates)
+                       for name, (trains, backpropagates) in masks.items())
+        assert stage["flops_per_step"] == pytest.approx(expected)
+    stage1, stage2 = figures["stages"]
+    assert stage1["trainable_parameters"] == stage2["frozen_parameters"] == sizes["audio_encoder"]
+    assert stage1["flops_per_step"] != pytest.approx(stage2["flops_per_step"])
