@@ -4,6 +4,8 @@ Qwen-Audio v1 layouts); an export reads a checkpoint saved under TP=2 like one s
 greedy `generate` on the exported model, fed by the exported processor, returns our greedy decoding's tokens."""
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from conftest import layout_logits, run_convert
@@ -138,3 +140,15 @@ def test_reshard_pads_the_vocabulary_for_another_tensor_parallel_size(exported):
     assert resharded.shape[0] == padded_vocab(vocab, 5) != original.shape[0]
     assert torch.equal(resharded[:vocab], original[:vocab]) and not resharded[vocab:].any()
     _assert_same_checkpoints(root / "ckpt", root / "tp5_back")
+
+
+def test_export_of_an_incomplete_checkpoint_fails_and_writes_nothing(exported, tmp_path):
+    """A checkpoint folder without its `complete` marker (cut off while being written) is refused by name."""
+    cut_off = tmp_path / "cut_off"
+    shutil.copytree(exported["root"] / "ckpt", cut_off)
+    (cut_off / "complete").unlink()
+    finished = run_convert("export", "--ckpt", str(cut_off), "--out", str(tmp_path / "hf"), "--format",
+                           "qwen2-audio", expect_ok=False, tokenizer_file=exported["tokenizer_file"])
+    assert finished.returncode == 2
+    assert f"{cut_off} is incomplete" in finished.stderr.strip().splitlines()[-1]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cut_off"]

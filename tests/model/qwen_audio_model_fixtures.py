@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from megatron_qwen_audio.audio.lengths import audio_span_length
+from megatron_qwen_audio.audio.specaugment import SpecAugmentConfig, augment_seed, spec_augment
 from megatron_qwen_audio.convert.decoder_rules import VocabRows, qwen2_decoder_rules
 from megatron_qwen_audio.convert.tensor_files import InMemoryTensors
 from megatron_qwen_audio.convert.tensor_plan import plan_from_rules
@@ -74,11 +75,19 @@ def decoder_tokens() -> torch.Tensor:
     return torch.randint(0, VOCAB, DECODER_TOKENS_SHAPE, generator=torch.Generator().manual_seed(SEED + 2))
 
 
+def _augmented_clips(frames: list[int], generator: torch.Generator, batch_index: int) -> torch.Tensor:
+    """Random log-mel clips with the loader's SpecAugment masks (seeded per clip, so every rank draws the same),
+    packed [n_mels, sum T] in float16 as the loader stores them."""
+    clips = [spec_augment(torch.randn(MODEL.audio_encoder.n_mels, length, generator=generator), SpecAugmentConfig(),
+                          augment_seed(SEED, 0, f"{batch_index}/{clip}")) for clip, length in enumerate(frames)]
+    return torch.cat(clips, dim=1).half() if clips else torch.zeros(MODEL.audio_encoder.n_mels, 0).half()
+
+
 def micro_batches() -> list[dict[str, torch.Tensor]]:
     """The global batch as `QwenAudioModel.forward` keyword arguments, micro-batch by micro-batch.
 
     As `collate` builds them: labels inside audio spans and past a row's end do not count (loss_mask 0), mel is
-    float16 [80, sum T] packed in clip order.
+    float16 [80, sum T] packed in clip order, with SpecAugment on.
     """
     generator = torch.Generator().manual_seed(SEED + 3)
     batches = []
@@ -97,7 +106,7 @@ def micro_batches() -> list[dict[str, torch.Tensor]]:
             "tokens": tokens,
             "labels": labels,
             "loss_mask": loss_mask,
-            "mel": torch.randn(MODEL.audio_encoder.n_mels, sum(frames), generator=generator).half(),
+            "mel": _augmented_clips(frames, generator, batch_index=len(batches)),
             "mel_lengths": torch.tensor(frames, dtype=torch.int64),
             "audio_spans": torch.tensor(spans, dtype=torch.int64).reshape(-1, 3),
         })
