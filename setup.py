@@ -25,6 +25,8 @@ setup(
         "soundfile>=0.12",
         "soxr>=0.3",
         "tqdm>=4.60",
+        "jiwer>=3.0",
+        "sacrebleu>=2.3",
         "pyyaml>=6.0",
         "numpy>=1.24",
     ],
@@ -37,6 +39,7 @@ setup(
             "mqa-loader-dry-run=megatron_qwen_audio.data.dry_run:main",
             "mqa-train=megatron_qwen_audio.training.main:main",
             "mqa-convert=megatron_qwen_audio.convert.cli:main",
+            "mqa-eval=megatron_qwen_audio.evaluation.cli:main",
         ]
     },
 )

@@ -23,6 +23,7 @@ import torch
 
 from megatron_qwen_audio.convert.tensor_files import ConversionError
 from megatron_qwen_audio.convert.tensor_plan import TensorPlan, check_plan
+from megatron_qwen_audio.runtime.parallel import ensure_single_process
 from megatron_qwen_audio.training import checkpointing
 from megatron_qwen_audio.training.config import (
     ConfigError,
@@ -37,16 +38,6 @@ from megatron_qwen_audio.training.config import (
 Region = tuple[str, tuple[int, ...]]  # (megatron key, offsets of its prepended axes, e.g. the decoder layer)
 
 
-def start_single_process() -> None:
-    """The process group and megatron state of one CPU process (megatron builds modules only inside one)."""
-    from megatron.core import parallel_state
-
-    from megatron_qwen_audio.runtime.parallel import initialize_parallel
-
-    if not parallel_state.model_parallel_is_initialized():
-        initialize_parallel(1, 1, device="cpu", seed=0)
-
-
 class ModelLayout:
     """Where each full-model tensor lives in a megatron checkpoint of `model`, from the model built on meta."""
 
@@ -56,7 +47,7 @@ class ModelLayout:
         from megatron_qwen_audio.model.decoder_spec import transformer_config
         from megatron_qwen_audio.model.qwen_audio_model import QwenAudioModel
 
-        start_single_process()
+        ensure_single_process()
         # The vocabulary rows follow the target TP's padding; megatron's own partitioning sees one rank.
         parallel = ParallelConfig(tensor_parallel=tensor_parallel, device="cpu", precision="fp32")
         with torch.device("meta"):

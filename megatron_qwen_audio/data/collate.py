@@ -35,7 +35,7 @@ class AudioTextBatch:
     audio_seconds: float  # audio in the batch (mel frames x 10 ms)
 
 
-def _audio_spans(tokens: np.ndarray, clip_frames: list[int], key: str) -> list[tuple[int, int]]:
+def audio_spans(tokens: np.ndarray, clip_frames: list[int], key: str) -> list[tuple[int, int]]:
     """(start, end) of each clip's span in `tokens`, checked against the span length the clip's frames imply."""
     start_id, end_id = special_tokens()[AUDIO_START], special_tokens()[AUDIO_END]
     starts = np.flatnonzero(tokens == start_id)
@@ -67,7 +67,7 @@ def collate(samples: list[DecodedSample], pad_token_id: int, tasks: list[str]) -
         tokens[row, : len(inputs)] = inputs
         labels[row, : len(inputs)] = sample.labels[1:]
         clip_frames = [mel.shape[1] for mel in sample.mels]
-        spans += [(row, start, end) for start, end in _audio_spans(inputs, clip_frames, sample.key)]
+        spans += [(row, start, end) for start, end in audio_spans(inputs, clip_frames, sample.key)]
     loss_mask = labels != IGNORE_INDEX
     labels[~loss_mask] = pad_token_id
     mels = [mel for sample in samples for mel in sample.mels]

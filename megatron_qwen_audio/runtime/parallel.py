@@ -153,6 +153,15 @@ def initialize_parallel(tensor_parallel: int, pipeline_parallel: int, device: st
     )
 
 
+def ensure_single_process(seed: int = 0) -> None:
+    """One CPU process's group and megatron state, unless a layout is already set up: what tools that build a model
+    outside a launched run (the checkpoint converters, decoding) need, since megatron builds modules only inside one."""
+    from megatron.core import parallel_state
+
+    if not parallel_state.model_parallel_is_initialized():
+        initialize_parallel(1, 1, device="cpu", seed=seed)
+
+
 def shutdown_parallel() -> None:
     """Tear down megatron's groups, then wait for every rank and destroy the default group.
 

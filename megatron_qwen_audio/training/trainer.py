@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -41,7 +42,7 @@ from megatron_qwen_audio.training.optimizer import build_optimizer, wrap_ddp
 from megatron_qwen_audio.training.preemption import PreemptionFlag
 from megatron_qwen_audio.training.train_step import LossSum, StepResult, evaluate, model_inputs, train_step
 
-__all__ = ["FlopTerm", "StepFlops", "Trainer", "apply_stage"]
+__all__ = ["FlopTerm", "StepFlops", "Trainer", "apply_stage", "check_tokenizer"]
 
 # the model's top-level modules in data-flow order (a module back-propagates when one before it trains); the
 # embedding is a lookup, not a matrix product, and counts no FLOPs
@@ -80,7 +81,7 @@ class Trainer:
         self.heldout_loader = (AudioTextLoader(config.data.heldout, config.data.loader, dp_rank, dp_size)
                                if config.eval_interval else None)
         self._heldout_start = self.heldout_loader.state_dict() if self.heldout_loader else None
-        _check_tokenizer([*self.train_loader.sets, *(self.heldout_loader.sets if self.heldout_loader else [])])
+        check_tokenizer([*self.train_loader.sets, *(self.heldout_loader.sets if self.heldout_loader else [])])
 
         model = QwenAudioModel(config.model, transformer_config(config.model, parallel, self.layout.device))
         self.checkpoints = CheckpointManager.for_run(config)
@@ -249,9 +250,10 @@ class StepFlops:
                    for term in self.terms)
 
 
-def _check_tokenizer(sets: Sequence[ShardSet]) -> None:
-    """Refuse shards whose token ids come from another tokenizer than the one this run resolves."""
-    path = resolve_tokenizer_file()
+def check_tokenizer(sets: Sequence[ShardSet], tokenizer_file: Path | None = None) -> None:
+    """Refuse shards whose token ids come from another tokenizer than the one this run resolves (`tokenizer_file`,
+    or $MQA_TOKENIZER_FILE / the cache): a ConfigError naming the set and both fingerprints."""
+    path = resolve_tokenizer_file(tokenizer_file)
     fingerprint = QwenTokenizer.from_file(path).fingerprint
     for shard_set in sets:
         if shard_set.index.tokenizer_fingerprint != fingerprint:

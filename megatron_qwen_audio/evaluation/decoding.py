@@ -1,0 +1,98 @@
+"""Held-out samples -> prompts -> greedy hypotheses, one per sample, with their references and tags.
+
+A shard sample holds the whole training sequence: the prompt (tags, audio spans, ChatML turns) and the target, which
+`labels` marks. The prompt is every token before the first target token; the reference is that first run of target
+tokens (the first assistant turn of a conversation). Decoding stops at `<|endoftext|>` / `<|im_end|>`; a target
+without an end token (language identification: just the language tag) is decoded to its own length.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from megatron_qwen_audio.data.collate import audio_spans
+from megatron_qwen_audio.data.sample_decoding import DecodedSample, decode_sample
+from megatron_qwen_audio.data.shard_format import IGNORE_INDEX, SampleEntry
+from megatron_qwen_audio.data.shard_reader import read_shard
+from megatron_qwen_audio.data.shard_sets import ShardSet
+from megatron_qwen_audio.inference.greedy import greedy_decode
+from megatron_qwen_audio.text.tokenizer import TextTokenizer
+
+END_TOKENS = ("<|endoftext|>", "<|im_end|>")
+
+
+@dataclass
+class DecodedRecord:
+    """One held-out sample's outcome (a line of the per-sample JSONL)."""
+
+    key: str
+    task: str
+    audio_lang: str | None
+    text_lang: str | None
+    prompt_tokens: int
+    reference: str
+    hypothesis: str
+    reference_ids: list[int]
+    hypothesis_ids: list[int]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def held_out_samples(sets: Sequence[ShardSet], limit: int | None = None
+                     ) -> Iterator[tuple[SampleEntry, DecodedSample]]:
+    """Every sample of the sets in index order (at most `limit`), with its index entry (task and languages)."""
+    count = 0
+    for shard_set in sets:
+        for shard_id, shard in enumerate(shard_set.index.shards):
+            entries = {entry.key: entry for entry in shard.samples}
+            for key, members in read_shard(shard_set, shard_id, entries):
+                if limit is not None and count >= limit:
+                    return
+                yield entries[key], decode_sample(members, entries[key], f"{shard_set.name}/{key}")
+                count += 1
+
+
+def split_prompt(sample: DecodedSample) -> tuple[np.ndarray, np.ndarray]:
+    """(prompt tokens, reference target tokens) of a sample: before the first target token, and its first run."""
+    target = np.flatnonzero(sample.labels != IGNORE_INDEX)
+    if len(target) == 0:
+        raise ValueError(f"{sample.key}: no target tokens; nothing to evaluate")
+    start = int(target[0])
+    gaps = np.flatnonzero(np.diff(target) != 1)
+    end = int(target[gaps[0]]) + 1 if len(gaps) else int(target[-1]) + 1
+    return sample.tokens[:start], sample.tokens[start:end]
+
+
+class HeldOutDecoder:
+    """Greedy-decodes held-out samples with a TP=1, PP=1 model on `device`."""
+
+    def __init__(self, model, tokenizer: TextTokenizer, device: torch.device, dtype: torch.dtype,
+                 max_new_tokens: int) -> None:
+        self.model, self.tokenizer, self.device, self.dtype = model, tokenizer, device, dtype
+        self.max_new_tokens = max_new_tokens
+        self.end_ids = {tokenizer.token_id(name) for name in END_TOKENS}
+
+    def _text(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode([token for token in ids if token not in self.end_ids]).strip()
+
+    def decode(self, entry: SampleEntry, sample: DecodedSample) -> DecodedRecord:
+        prompt, reference = split_prompt(sample)
+        ends_with_stop = int(reference[-1]) in self.end_ids
+        budget = min(self.max_new_tokens, 2 * len(reference) + 8) if ends_with_stop else len(reference)
+        clips = [torch.from_numpy(mel.astype(np.float32)) for mel in sample.mels]
+        spans = audio_spans(prompt, [clip.shape[1] for clip in clips], sample.key)  # every clip is in the prompt
+        mel = torch.cat(clips, dim=1).to(self.device, self.dtype) if clips else None
+        hypothesis = greedy_decode(
+            self.model, torch.from_numpy(prompt.astype(np.int64)).to(self.device), mel,
+            torch.tensor([clip.shape[1] for clip in clips]) if clips else None,
+            torch.tensor([(0, start, end) for start, end in spans]).reshape(-1, 3) if clips else None,
+            max_new_tokens=budget, stop_ids=self.end_ids)
+        reference_ids = [int(token) for token in reference]
+        return DecodedRecord(key=sample.key, task=entry.task, audio_lang=entry.audio_lang, text_lang=entry.text_lang,
+                             prompt_tokens=len(prompt), reference=self._text(reference_ids),
+                             hypothesis=self._text(hypothesis), reference_ids=reference_ids,
+                             hypothesis_ids=hypothesis)
