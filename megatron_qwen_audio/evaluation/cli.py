@@ -18,12 +18,15 @@ from pathlib import Path
 import torch
 
 from megatron_qwen_audio.data.shard_sets import ShardSetSpec, open_shard_sets
+from megatron_qwen_audio.evaluation.audio_dependence import audio_dependence, audio_dependence_table
 from megatron_qwen_audio.evaluation.decoding import HeldOutDecoder, held_out_samples
 from megatron_qwen_audio.evaluation.metrics import metrics_table, score
 from megatron_qwen_audio.text.fetch import resolve_tokenizer_file
 from megatron_qwen_audio.text.tokenizer import QwenTokenizer
 
 SAMPLES_FILE, METRICS_JSON, METRICS_TABLE = "samples.jsonl", "metrics.json", "metrics.md"
+AUDIO_DEPENDENCE_JSON = "audio_dependence.json"
+AUDIO_DEPENDENCE_TASKS = ("transcribe", "translate")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest hypothesis")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--tokenizer-file", type=Path, default=None, help="qwen.tiktoken (default: the cache)")
+    parser.add_argument("--no-audio-dependence", action="store_true", help="skip the own-vs-swapped audio losses")
     return parser
 
 
@@ -65,11 +69,13 @@ def evaluate(args: argparse.Namespace) -> str:
     sets = open_shard_sets([ShardSetSpec(path_or_url=str(path)) for path in args.shards])
     check_tokenizer(sets, tokenizer_file)
     model, device, dtype = _load_model(args.checkpoint, args.device)
-    decoder = HeldOutDecoder(model, QwenTokenizer.from_file(tokenizer_file), device, dtype, args.max_new_tokens)
+    tokenizer = QwenTokenizer.from_file(tokenizer_file)
+    decoder = HeldOutDecoder(model, tokenizer, device, dtype, args.max_new_tokens)
     args.out.mkdir(parents=True, exist_ok=True)
+    held_out = list(held_out_samples(sets, args.max_samples))
     records = []
     with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples:
-        for entry, sample in held_out_samples(sets, args.max_samples):
+        for entry, sample in held_out:
             record = decoder.decode(entry, sample).to_dict()
             records.append(record)
             samples.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -77,6 +83,10 @@ def evaluate(args: argparse.Namespace) -> str:
     rows = score(records)
     (args.out / METRICS_JSON).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     table = metrics_table(rows)
+    if not args.no_audio_dependence:
+        results = audio_dependence(model, held_out, AUDIO_DEPENDENCE_TASKS, tokenizer.pad_id, device)
+        (args.out / AUDIO_DEPENDENCE_JSON).write_text(json.dumps([r.to_dict() for r in results], indent=1) + "\n")
+        table += "\n\n" + audio_dependence_table(results)
     (args.out / METRICS_TABLE).write_text(table + "\n", encoding="utf-8")
     return table
 

@@ -25,6 +25,7 @@ from convert_sources import qwen2_audio_model  # noqa: E402
 
 SAMPLES = [
     {"id": "asr", "task": "transcribe", "audio_lang": "en", "text_lang": "en", "text": "Agent logged in."},
+    {"id": "asr2", "task": "transcribe", "audio_lang": "en", "text_lang": "en", "text": "Goodbye.", "clip": 1},
     {"id": "st", "task": "translate", "audio_lang": "en", "text_lang": "fr", "text": "Agent connecté."},
     {"id": "lid", "task": "lid", "audio_lang": "en"},
     {"id": "chat", "task": "chat", "messages": [
@@ -57,7 +58,7 @@ def _manifest_line(sample: dict, speech: list[Path]) -> str:
             if isinstance(item, dict) and "audio" in item:
                 item["audio"] = str(speech[item["audio"]])
     elif sample["task"] != "text":
-        sample["audio"] = str(speech[0])
+        sample["audio"] = str(speech[sample.pop("clip", 0)])
     return json.dumps(sample, ensure_ascii=False)
 
 
@@ -90,11 +91,11 @@ def evaluated(tmp_path_factory, real_speech_paths, qwen_tokenizer_file) -> dict:
 def test_every_sample_is_decoded_with_its_tags(evaluated):
     records = evaluated["records"]
     assert [(r["task"], r["audio_lang"], r["text_lang"]) for r in records] == [
-        ("transcribe", "en", "en"), ("translate", "en", "fr"), ("lid", "en", None), ("chat", None, None),
+        ("transcribe", "en", "en"), ("transcribe", "en", "en"), ("translate", "en", "fr"), ("lid", "en", None), ("chat", None, None),
         ("text", None, None)]
-    assert records[0]["reference"] == "Agent logged in." and records[1]["reference"] == "Agent connecté."
-    assert records[2]["reference"] == "<|en|>" and len(records[2]["hypothesis_ids"]) == 1  # the tag alone
-    assert records[3]["reference"] == "The second one."
+    assert records[0]["reference"] == "Agent logged in." and records[2]["reference"] == "Agent connecté."
+    assert records[3]["reference"] == "<|en|>" and len(records[3]["hypothesis_ids"]) == 1  # the tag alone
+    assert records[4]["reference"] == "The second one."
 
 
 def test_hypotheses_equal_transformers_generate_on_the_same_prompts(evaluated):
@@ -120,7 +121,10 @@ def test_hypotheses_equal_transformers_generate_on_the_same_prompts(evaluated):
         assert generated[0, len(prompt):].tolist() == record["hypothesis_ids"], record["key"]
 
 
-def test_metrics_table_is_printed_and_written(evaluated):
+def test_metrics_and_audio_dependence_are_printed_and_written(evaluated):
     table = (evaluated["root"] / "eval" / "metrics.md").read_text()
-    for row in ("transcribe", "translate", "lid"):
+    for row in ("transcribe", "translate", "lid", "own audio lower by"):
         assert row in table and row in evaluated["stdout"]
+    dependence = json.loads((evaluated["root"] / "eval" / "audio_dependence.json").read_text())
+    assert [(row["task"], row["samples"]) for row in dependence] == [("transcribe", 2)]  # 1 translation: no partner
+    assert dependence[0]["matched_loss"] > 0 and dependence[0]["swapped_loss"] > 0
