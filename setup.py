@@ -27,6 +27,7 @@ setup(
         "tqdm>=4.60",
         "jiwer>=3.0",
         "sacrebleu>=2.3",
+        "matplotlib>=3.7",
         "pyyaml>=6.0",
         "numpy>=1.24",
     ],

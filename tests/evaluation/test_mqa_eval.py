@@ -126,5 +126,6 @@ def test_metrics_and_audio_dependence_are_printed_and_written(evaluated):
     for row in ("transcribe", "translate", "lid", "own audio lower by"):
         assert row in table and row in evaluated["stdout"]
     dependence = json.loads((evaluated["root"] / "eval" / "audio_dependence.json").read_text())
-    assert [(row["task"], row["samples"]) for row in dependence] == [("transcribe", 2)]  # 1 translation: no partner
+    # the one translation sample has no partner clip of its task and language
+    assert [(row["task"], row["samples"]) for row in dependence] == [("transcribe", 2)]
     assert dependence[0]["matched_loss"] > 0 and dependence[0]["swapped_loss"] > 0
