@@ -18,7 +18,8 @@ logits: they take no probability mass, so the loss and the first `vocab_size` lo
 
 Loss. With labels, the last stage returns per-token losses [B, L] multiplied by loss_mask (zero where a position is
 not a target; logits are computed at target positions only, `target_losses`); the training step sums them and
-megatron divides by the target tokens of the whole global batch (`calculate_per_token_loss`). Without labels it returns this TP rank's logits [B, L, padded_vocab / tp].
+megatron divides by the target tokens of the whole global batch (`calculate_per_token_loss`). Without labels it
+returns this TP rank's logits [B, L, padded_vocab / tp].
 
 Encoder gradients and DDP. The encoder is replicated over the TP group and each rank encodes a share of the clips
 (`encoder_tensor_parallel`); its gradients must be summed over the TP group once per step: use

@@ -91,7 +91,8 @@ def evaluated(tmp_path_factory, real_speech_paths, qwen_tokenizer_file) -> dict:
 def test_every_sample_is_decoded_with_its_tags(evaluated):
     records = evaluated["records"]
     assert [(r["task"], r["audio_lang"], r["text_lang"]) for r in records] == [
-        ("transcribe", "en", "en"), ("transcribe", "en", "en"), ("translate", "en", "fr"), ("lid", "en", None), ("chat", None, None),
+        ("transcribe", "en", "en"), ("transcribe", "en", "en"), ("translate", "en", "fr"), ("lid", "en", None),
+        ("chat", None, None),
         ("text", None, None)]
     assert records[0]["reference"] == "Agent logged in." and records[2]["reference"] == "Agent connecté."
     assert records[3]["reference"] == "<|en|>" and len(records[3]["hypothesis_ids"]) == 1  # the tag alone
