@@ -41,6 +41,7 @@ setup(
             "mqa-train=megatron_qwen_audio.training.main:main",
             "mqa-convert=megatron_qwen_audio.convert.cli:main",
             "mqa-eval=megatron_qwen_audio.evaluation.cli:main",
+            "mqa-report=megatron_qwen_audio.evaluation.report:main",
         ]
     },
 )

@@ -7,7 +7,14 @@ small (about 1.5 hours) but real, fetchable with the ordinary package client, an
 to smoke-test training end to end.
 
 The held-out split is made by prompt name, so a held-out sentence is unseen in every language and task: its
-translations cannot leak into training through another language.
+translations cannot leak into training through another language. Prompts whose transcripts read the same in any
+language (`minutes`, `vm-minutes`, `queue-minutes`) are one sentence under several names, so they go to the same split.
+
+With `--with-chat` (the default) the same labels also give instruction-tuning samples, each split from its own prompts
+only: ChatML questions about one or two recordings (task `chat`: what is said, which language, translate it, which
+recording is in a language, do both say the same thing) and text-only instructions (task `text`: translate a
+transcript, name its language). One of each per prompt and language at most, the template drawn by a generator
+seeded with the prompt name, so the manifests are the same on every run.
 """
 from __future__ import annotations
 
@@ -17,10 +24,11 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sys
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -37,6 +45,21 @@ NO_WAV = "no wav"
 TOO_LONG = f"longer than {MAX_SECONDS} s"
 TRAIN_MANIFEST = "train.jsonl"
 HELDOUT_MANIFEST = "heldout.jsonl"
+# Each split's rows for one training stage of the demo recipe, beside the split's whole manifest: `pretrain` the
+# tag-format tasks of stage 1, `text` the pure-text instructions of the text-only stage (its text side).
+PURPOSE_TASKS = {"pretrain": ("transcribe", "translate", "lid"), "text": ("text",)}
+
+
+def purpose_manifest(split_manifest: str, purpose: str) -> str:
+    """`train.jsonl`, `pretrain` -> `train_pretrain.jsonl`."""
+    stem, _, suffix = split_manifest.rpartition(".")
+    return f"{stem}_{purpose}.{suffix}"
+LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "it": "Italian"}
+ORDINALS = ("The first one.", "The second one.")
+# Not "Yes." / "No.": "no" is itself a prompt (`vm-no`), and a fixed answer must never read like a label.
+SAME_CONTENT_ANSWERS = {True: "Yes, they say the same thing.", False: "No, they say different things."}
+TRANSLATE_INSTRUCTIONS = ("Translate into {language}:", "Write this in {language}:")
+MIN_WORDS_TO_IDENTIFY = 3  # single words and pairs ("no", "menu", "Local") are spelled alike in several languages
 
 
 def transcript_package(language: str) -> str:
@@ -129,9 +152,55 @@ def is_heldout(name: str, fraction: float, seed: int) -> bool:
     return int.from_bytes(digest[:8], "big") < fraction * 2**64
 
 
+def normalized(text: str) -> str:
+    """Case and punctuation removed: how a sentence is compared for being "the same" across prompts."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())
+
+
+def text_groups(clips: dict[str, dict[str, Clip]]) -> dict[str, str]:
+    """Each prompt name -> the first name (in sorted order) of its group: names joined, transitively, when any of their
+    transcripts read the same, in any language. Split membership goes by group, because splitting by name alone put
+    e.g. `minutes` in held-out and `digits/minutes` (the same word) in training."""
+    names_by_text: dict[str, set[str]] = defaultdict(set)
+    for per_language in clips.values():
+        for clip in per_language.values():
+            names_by_text[normalized(clip.text)].add(clip.name)
+    parent = {name: name for names in names_by_text.values() for name in names}
+
+    def root(name: str) -> str:
+        while parent[name] != name:
+            name = parent[name]
+        return name
+
+    for names in names_by_text.values():
+        first, *rest = sorted(names)
+        for name in rest:
+            low, high = sorted((root(first), root(name)))
+            parent[high] = low  # the smaller name stays the root, so a group's key is its first name
+    return {name: root(name) for name in parent}
+
+
+def split_clips(clips: dict[str, dict[str, Clip]], groups: dict[str, str], fraction: float,
+                seed: int) -> dict[str, dict[str, dict[str, Clip]]]:
+    """The clips of each manifest, per language and prompt name, held out by text group."""
+    splits: dict[str, dict[str, dict[str, Clip]]] = {TRAIN_MANIFEST: {}, HELDOUT_MANIFEST: {}}
+    for language, per_language in clips.items():
+        for split in splits.values():
+            split[language] = {}
+        for name, clip in per_language.items():
+            heldout = is_heldout(groups[name], fraction, seed)
+            splits[HELDOUT_MANIFEST if heldout else TRAIN_MANIFEST][language][name] = clip
+    return splits
+
+
+def audio_path(clip: Clip) -> str:
+    """Where a manifest row finds the clip: relative to the manifest's folder, into which `copy_audio` puts it."""
+    return f"audio/{clip.relative_path}"
+
+
 def _row(task: str, clip: Clip, text_language: str | None, text: str | None) -> dict:
     pair = f"{clip.language}-{text_language}" if text_language else clip.language
-    row = {"id": f"asterisk/{task}/{pair}/{clip.name}", "audio": f"audio/{clip.relative_path}", "task": task,
+    row = {"id": f"asterisk/{task}/{pair}/{clip.name}", "audio": audio_path(clip), "task": task,
            "audio_lang": clip.language}
     if text_language:
         row.update(text_lang=text_language, text=text)
@@ -153,6 +222,144 @@ def manifest_rows(clips: dict[str, dict[str, Clip]]) -> list[tuple[str, dict]]:
         rows += [(name, _row("translate", pivot[name], language, other[name].text)) for name in shared]
     for language in LANGUAGES:
         rows += [(clip.name, _row("lid", clip, None, None)) for clip in clips[language].values()]
+    return rows
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One user question and the assistant's answer, made from the labels of one clip (and maybe a second one)."""
+
+    template: str
+    question: str | list[dict]  # ChatML user content: a text, or audio items followed by a text item
+    answer: str
+    answer_language: str
+    audio_language: str | None = None  # only for a single clip: two clips may be in two languages
+
+
+@dataclass(frozen=True)
+class SplitPool:
+    """One split's clips and the text groups: second clips are drawn from here, so they never cross the split."""
+
+    clips: dict[str, dict[str, Clip]]
+    groups: dict[str, str]
+
+    def same_prompt(self, clip: Clip) -> list[Clip]:
+        """The clip's prompt in the split's other languages: the same sentence, spoken by another voice."""
+        return [self.clips[language][clip.name] for language in LANGUAGES
+                if language != clip.language and clip.name in self.clips[language]]
+
+    def clips_where(self, keep: Callable[[Clip], bool]) -> list[Clip]:
+        return [clip for language in LANGUAGES for clip in self.clips[language].values() if keep(clip)]
+
+
+Template = Callable[[Clip, SplitPool, random.Random], Exchange | None]  # None: the template does not apply
+
+
+def _audio_item(clip: Clip) -> dict:
+    return {"audio": audio_path(clip)}
+
+
+def _about_clips(clips: Sequence[Clip], question: str) -> list[dict]:
+    return [_audio_item(clip) for clip in clips] + [{"text": question}]
+
+
+def _transcript(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange:
+    return Exchange("transcript", _about_clips([clip], "What is said in this recording?"), clip.text, clip.language,
+                    clip.language)
+
+
+def _spoken_language(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange:
+    return Exchange("language", _about_clips([clip], "Which language is spoken?"), LANGUAGE_NAMES[clip.language],
+                    PIVOT_LANGUAGE, clip.language)
+
+
+def _speech_translation(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange | None:
+    english = pool.clips[PIVOT_LANGUAGE].get(clip.name)
+    if clip.language == PIVOT_LANGUAGE or english is None:
+        return None
+    return Exchange("translation", _about_clips([clip], "Translate the recording into English."), english.text,
+                    PIVOT_LANGUAGE, clip.language)
+
+
+def _which_language(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange | None:
+    """Two clips in two languages, the second one half the time the same prompt (so only the voice and language tell
+    them apart) and otherwise another prompt; the question names the language of either."""
+    others = pool.clips_where(lambda other: other.language != clip.language and other.name != clip.name)
+    partner_lists = [partners for partners in (pool.same_prompt(clip), others) if partners]
+    if not partner_lists:
+        return None
+    pair = rng.sample([clip, rng.choice(rng.choice(partner_lists))], 2)
+    asked = rng.randrange(2)
+    question = f"Which recording is in {LANGUAGE_NAMES[pair[asked].language]}?"
+    return Exchange("which-language", _about_clips(pair, question), ORDINALS[asked], PIVOT_LANGUAGE)
+
+
+def _same_content(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange | None:
+    """Yes: the same prompt in another language. No: a prompt of another text group, since prompts of one group may
+    say the same thing under different names."""
+    different = pool.clips_where(lambda other: pool.groups[other.name] != pool.groups[clip.name])
+    choices = [(same, partners) for same, partners in ((True, pool.same_prompt(clip)), (False, different)) if partners]
+    if not choices:
+        return None
+    same, partners = rng.choice(choices)
+    pair = rng.sample([clip, rng.choice(partners)], 2)
+    return Exchange("same-content", _about_clips(pair, "Do both recordings say the same thing?"),
+                    SAME_CONTENT_ANSWERS[same], PIVOT_LANGUAGE)
+
+
+def _text_translation(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange | None:
+    """X -> English, or English -> X, as the speech translation pairs go. Text samples put the transcript on a line of
+    its own after the instruction, so that every line of a sample is either a fixed phrase or a whole transcript."""
+    targets = [other for other in pool.same_prompt(clip) if PIVOT_LANGUAGE in (clip.language, other.language)]
+    if not targets:
+        return None
+    target = rng.choice(targets)
+    instruction = rng.choice(TRANSLATE_INSTRUCTIONS).format(language=LANGUAGE_NAMES[target.language])
+    return Exchange("translation", f"{instruction}\n{clip.text}", target.text, target.language)
+
+
+def _text_language(clip: Clip, pool: SplitPool, rng: random.Random) -> Exchange | None:
+    if len(normalized(clip.text).split()) < MIN_WORDS_TO_IDENTIFY:
+        return None
+    return Exchange("language", f"Which language is this?\n{clip.text}", LANGUAGE_NAMES[clip.language],
+                    PIVOT_LANGUAGE)
+
+
+INSTRUCTION_TEMPLATES: dict[str, tuple[Template, ...]] = {
+    "chat": (_transcript, _spoken_language, _speech_translation, _which_language, _same_content),
+    "text": (_text_translation, _text_language),
+}
+
+
+def _exchange(clip: Clip, pool: SplitPool, templates: Sequence[Template], rng: random.Random) -> Exchange | None:
+    """The first template, in a random order, that applies to the clip: a uniform choice among those that do."""
+    for template in rng.sample(templates, len(templates)):
+        exchange = template(clip, pool, rng)
+        if exchange is not None:
+            return exchange
+    return None
+
+
+def _exchange_row(task: str, clip: Clip, exchange: Exchange) -> dict:
+    row = {"id": f"asterisk/{task}/{clip.language}/{clip.name}", "task": task}
+    if exchange.audio_language:
+        row["audio_lang"] = exchange.audio_language
+    row.update(text_lang=exchange.answer_language, template=exchange.template, messages=[
+        {"role": "user", "content": exchange.question}, {"role": "assistant", "content": exchange.answer}])
+    return row
+
+
+def instruction_rows(clips: dict[str, dict[str, Clip]], groups: dict[str, str], seed: int) -> list[tuple[str, dict]]:
+    """(prompt name, row) of one split's chat and text samples: at most one of each per clip, the template and any
+    second clip drawn by a generator seeded with the clip's prompt name and language."""
+    pool = SplitPool(clips, groups)
+    rows = []
+    for task, templates in INSTRUCTION_TEMPLATES.items():
+        for language in LANGUAGES:
+            for clip in clips[language].values():
+                exchange = _exchange(clip, pool, templates, random.Random(f"{seed}/{task}/{language}/{clip.name}"))
+                if exchange is not None:
+                    rows.append((clip.name, _exchange_row(task, clip, exchange)))
     return rows
 
 
@@ -179,7 +386,11 @@ def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
     os.replace(tmp, path)
 
 
-def summary(clips: dict[str, dict[str, Clip]], splits: dict[str, list[tuple[str, dict]]],
+def _counts(counter: Counter) -> str:
+    return ", ".join(f"{key} {count}" for key, count in sorted(counter.items()))
+
+
+def summary(clips: dict[str, dict[str, Clip]], groups: dict[str, str], splits: dict[str, list[tuple[str, dict]]],
             skipped: list[tuple[str, str, str]], untranscribed: dict[str, int]) -> list[str]:
     lines = ["usable prompts (clips, minutes) per language: " + ", ".join(
         f"{language} {len(clips[language])} ({sum(c.seconds for c in clips[language].values()) / 60:.1f} min)"
@@ -188,11 +399,18 @@ def summary(clips: dict[str, dict[str, Clip]], splits: dict[str, list[tuple[str,
     lines.append("recordings without a transcript (unused): " + ", ".join(
         f"{language} {count}" for language, count in untranscribed.items()
     ))
+    shared = [size for size in Counter(groups.values()).values() if size > 1]
+    lines.append(f"prompt names that share a transcript, kept in one split: {sum(shared)} in {len(shared)} groups")
     for split, rows in splits.items():
         prompts = {name for name, _ in rows}
-        tasks = Counter(row["task"] for _, row in rows)
         lines.append(f"{split}: {len(rows)} samples from {len(prompts)} prompt names: " +
-                     ", ".join(f"{task} {count}" for task, count in sorted(tasks.items())))
+                     _counts(Counter(row["task"] for _, row in rows)))
+        # ids are asterisk/TASK/LANGS/NAME; for chat and text samples LANGS is the language of the clip they came from
+        lines.append("  per task and language: " + _counts(Counter(
+            "/".join(row["id"].split("/")[1:3]) for _, row in rows)))
+        templates = Counter(f"{row['task']} {row['template']}" for _, row in rows if "template" in row)
+        if templates:
+            lines.append("  chat and text samples per template: " + _counts(templates))
     reasons = Counter((language, reason) for language, _, reason in skipped)
     lines.append(f"skipped {len(skipped)} entries: " + "; ".join(
         f"{language} {reason}: {count}" for (language, reason), count in sorted(reasons.items())
@@ -200,13 +418,15 @@ def summary(clips: dict[str, dict[str, Clip]], splits: dict[str, list[tuple[str,
     return lines
 
 
-def prepare(out_dir: Path, cache_dir: Path, debs_dir: Path | None, heldout_fraction: float, seed: int) -> list[str]:
+def prepare(out_dir: Path, cache_dir: Path, debs_dir: Path | None, heldout_fraction: float, seed: int,
+            with_chat: bool = True) -> list[str]:
     """Fetch the packages, write `train.jsonl` / `heldout.jsonl` and the audio under `out_dir`; return the summary."""
     root = fetch_debian_packages(all_packages(), cache_dir, debs_dir)
     clips, skipped, untranscribed = collect_clips(root)
-    splits: dict[str, list[tuple[str, dict]]] = {TRAIN_MANIFEST: [], HELDOUT_MANIFEST: []}
-    for name, row in manifest_rows(clips):
-        splits[HELDOUT_MANIFEST if is_heldout(name, heldout_fraction, seed) else TRAIN_MANIFEST].append((name, row))
+    groups = text_groups(clips)
+    splits: dict[str, list[tuple[str, dict]]] = {}
+    for file_name, split in split_clips(clips, groups, heldout_fraction, seed).items():
+        splits[file_name] = manifest_rows(split) + (instruction_rows(split, groups, seed) if with_chat else [])
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_audio((clip for per_language in clips.values() for clip in per_language.values()), root, out_dir)
     for file_name, rows in splits.items():
@@ -214,7 +434,10 @@ def prepare(out_dir: Path, cache_dir: Path, debs_dir: Path | None, heldout_fract
         # loader worker's share of shards, holds the whole mixture rather than one task.
         random.Random(f"{file_name}/{seed}").shuffle(rows)
         write_jsonl(out_dir / file_name, (row for _, row in rows))
-    return summary(clips, splits, skipped, untranscribed)
+        for purpose, tasks in PURPOSE_TASKS.items():
+            subset = (row for _, row in rows if row["task"] in tasks)
+            write_jsonl(out_dir / purpose_manifest(file_name, purpose), subset)
+    return summary(clips, groups, splits, skipped, untranscribed)
 
 
 def _fraction(text: str) -> float:
@@ -228,15 +451,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="mqa-prepare-asterisk",
         description="Fetch Debian's Asterisk prompt recordings (en, es, fr, it; 8 kHz WAV with transcripts) and write "
-                    "transcription, speech-translation (X->en, en->X) and language-identification manifests: "
-                    f"OUT/{TRAIN_MANIFEST} and OUT/{HELDOUT_MANIFEST}, with the audio under OUT/audio/. "
+                    "transcription, speech-translation (X->en, en->X) and language-identification manifests, with "
+                    "ChatML samples built from the same labels (see --with-chat): "
+                    f"OUT/{TRAIN_MANIFEST} and OUT/{HELDOUT_MANIFEST} (and each split's rows of the demo's stages: "
+                    f"{', '.join(purpose_manifest(TRAIN_MANIFEST, purpose) for purpose in PURPOSE_TASKS)}, ...), "
+                    "with the audio under OUT/audio/. "
                     "Non-speech prompts, prompts whose transcript is unclear or damaged, prompts without a recording "
                     f"and clips over {MAX_SECONDS} s are skipped and counted in the printed summary.",
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder for the manifests and audio")
     parser.add_argument("--heldout-fraction", type=_fraction, default=0.1,
-                        help="share of prompt names held out in every language and task (default 0.1)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the held-out hash (default 0)")
+                        help="share of prompt names held out in every language and task; names that share a "
+                             "transcript count as one (default 0.1)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the held-out hash and of the chat and text templates (default 0)")
+    parser.add_argument("--with-chat", action=argparse.BooleanOptionalAction, default=True,
+                        help="also write, per prompt and language, one ChatML question about the recording (task "
+                             "chat; one or two clips) and one text-only instruction (task text: translate the "
+                             "transcript or name its language), each split from its own prompts only (default on; "
+                             "--no-with-chat writes the pretraining tasks alone)")
     parser.add_argument("--cache", type=Path, default=None,
                         help="where the packages are downloaded and unpacked (default: $MQA_CACHE_DIR/debian or "
                              "~/.cache/megatron_qwen_audio/debian); reused by later runs")
@@ -246,7 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cache_dir = args.cache or default_cache_dir() / "debian"
     try:
-        lines = prepare(args.out, cache_dir, args.debs, args.heldout_fraction, args.seed)
+        lines = prepare(args.out, cache_dir, args.debs, args.heldout_fraction, args.seed, args.with_chat)
     except DebianFetchError as error:
         print(f"mqa-prepare-asterisk: {error}", file=sys.stderr)
         return 1

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from megatron_qwen_audio.evaluation.cli import METRICS_TABLE
 from megatron_qwen_audio.training.metrics import METRICS_FILE
 
-__all__ = ["REPORT_FILE", "ReportError", "StageMetrics", "plot_losses", "read_metrics", "write_report"]
+__all__ = ["REPORT_FILE", "ReportError", "StageMetrics", "headline", "main", "plot_losses", "read_metrics", "write_report"]
 
 REPORT_FILE = "report.md"
 COMBINED_PLOT = "loss_all_stages.png"
@@ -226,3 +226,55 @@ def write_report(stages: Sequence[tuple[str, Path]], eval_dir: Path, out_dir: Pa
     path = out_dir / REPORT_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+AUDIO_GAP_TARGET, LID_ACCURACY_TARGET = 0.10, 0.80  # the demo's pass marks: the model uses the audio
+
+
+def headline(eval_dir: Path) -> dict[str, str]:
+    """The two figures that show the model uses the audio, from `mqa-eval`'s files: how much lower the transcription
+    loss is with each clip's own audio than with another clip's, and language-identification accuracy (chance: one
+    in the number of languages)."""
+    from megatron_qwen_audio.evaluation.cli import AUDIO_DEPENDENCE_JSON, METRICS_JSON
+
+    lines = {}
+    for row in json.loads(_read_text(Path(eval_dir) / AUDIO_DEPENDENCE_JSON, "the audio-dependence file")):
+        verdict = "met" if row["relative_gap"] >= AUDIO_GAP_TARGET else "NOT met"
+        lines[f"{row['task']} loss, own vs swapped audio"] = (
+            f"{row['matched_loss']:.3f} vs {row['swapped_loss']:.3f} nats/token over {row['samples']} clips: "
+            f"{100 * row['relative_gap']:.1f}% lower with the own audio (target >= {100 * AUDIO_GAP_TARGET:.0f}%: "
+            f"{verdict})")
+    lid = [row for row in json.loads(_read_text(Path(eval_dir) / METRICS_JSON, "the metrics file"))
+           if row["task"] == "lid"]
+    if lid:
+        correct = sum(row["accuracy"] * row["samples"] for row in lid)
+        samples = sum(row["samples"] for row in lid)
+        verdict = "met" if correct / samples >= LID_ACCURACY_TARGET else "NOT met"
+        lines["language identification accuracy"] = (
+            f"{correct / samples:.3f} over {samples} clips in {len(lid)} languages (chance {1 / len(lid):.2f}; "
+            f"target >= {LID_ACCURACY_TARGET:.2f}: {verdict})")
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`mqa-report --stage NAME=RUN_DIR ... --eval EVAL_DIR --out DIR`: plots, report.md, and the tables printed."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="mqa-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", action="append", required=True, metavar="NAME=RUN_DIR",
+                        help="a training stage in order (repeat for each)")
+    parser.add_argument("--eval", type=Path, required=True, help="mqa-eval's output folder")
+    parser.add_argument("--out", type=Path, required=True, help="folder for report.md and the plots")
+    args = parser.parse_args(argv)
+    stages = [(name, Path(run_dir)) for name, _, run_dir in (stage.partition("=") for stage in args.stage)]
+    try:
+        extra = headline(args.eval)
+        path = write_report(stages, args.eval, args.out, extra)
+    except ReportError as error:
+        print(f"mqa-report: {error}", file=sys.stderr)
+        return 2
+    print(_read_eval_table(args.eval))
+    print("\n".join(f"{key}: {value}" for key, value in extra.items()))
+    print(f"report: {path}; loss plots: {args.out}/*.png")
+    return 0

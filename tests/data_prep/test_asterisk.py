@@ -3,12 +3,18 @@ path on a machine without apt lists."""
 import json
 import shutil
 from collections import defaultdict
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from data_prep import asterisk
+from data_prep.build_shards import main as build_shards
 from data_prep.debian_packages import DebianFetchError, fetch_debian_packages
+from data_prep.manifest import audio_references
 from megatron_qwen_audio.audio.decode import probe_audio
+from megatron_qwen_audio.data.shard_format import ShardSetIndex
+
+INSTRUCTION_TASKS = ("chat", "text")
 
 
 def _empty_apt_lists(tmp_path, monkeypatch) -> None:
@@ -40,7 +46,7 @@ def test_no_heldout_prompt_appears_in_train_in_any_language_or_task(prepared):
     train_names, heldout_names = {_prompt(r) for r in train}, {_prompt(r) for r in heldout}
     assert not train_names & heldout_names
     assert 0.05 < len(heldout_names) / len(train_names | heldout_names) < 0.15
-    assert {r["task"] for r in heldout} == {"transcribe", "translate", "lid"}
+    assert {r["task"] for r in heldout} == {"transcribe", "translate", "lid", "chat", "text"}
     assert {r["audio_lang"] for r in heldout if r["task"] == "lid"} == set(asterisk.LANGUAGES)
 
 
@@ -74,8 +80,9 @@ def test_known_prompts_have_their_hand_checked_texts(prepared):
 
 def test_every_row_points_at_a_real_clip_of_at_most_30_seconds(prepared):
     for row in _rows(prepared / "heldout.jsonl"):
-        info = probe_audio(prepared / row["audio"])
-        assert info.sample_rate == 8000 and 0 < info.seconds <= 30, row
+        for path in audio_references(row):
+            info = probe_audio(prepared / path)
+            assert info.sample_rate == 8000 and 0 < info.seconds <= 30, row
 
 
 def test_without_apt_lists_the_cli_says_in_one_line_how_to_get_the_packages(tmp_path, monkeypatch, capsys):
@@ -109,3 +116,157 @@ def test_heldout_membership_is_a_deterministic_function_of_name_and_seed():
     assert 300 < len(chosen) < 500
     assert chosen != {name for name in names if asterisk.is_heldout(name, 0.2, seed=1)}
     assert not any(asterisk.is_heldout(name, 0.0, seed=0) for name in names)
+
+
+def test_prompts_that_share_a_transcript_in_any_language_form_one_group():
+    def clip(language: str, name: str, text: str) -> asterisk.Clip:
+        return asterisk.Clip(language, name, PurePosixPath(f"{language}/{name}.wav"), 1.0, text)
+
+    clips = {"en": {"b": clip("en", "b", "Minutes."), "c": clip("en", "c", "minutes"), "d": clip("en", "d", "hours")},
+             "it": {"a": clip("it", "a", "minuti"), "b": clip("it", "b", "Minuti!")}}
+    assert asterisk.text_groups(clips) == {"a": "a", "b": "a", "c": "a", "d": "d"}  # c joins a through b
+
+
+def _instruction_rows(rows: list[dict]) -> list[dict]:
+    return [row for row in rows if row["task"] in INSTRUCTION_TASKS]
+
+
+def _text_lines(row: dict) -> list[str]:
+    """Every line of text a sample shows the model: `text`, and each message's text."""
+    texts = [row.get("text") or ""]
+    for message in row.get("messages", []):
+        content = message["content"]
+        texts += [content] if isinstance(content, str) else [item.get("text", "") for item in content]
+    return [line for text in texts for line in text.splitlines()]
+
+
+def test_no_heldout_prompt_text_or_audio_appears_in_any_train_row(prepared):
+    train, heldout = _rows(prepared / "train.jsonl"), _rows(prepared / "heldout.jsonl")
+    heldout_texts = {asterisk.normalized(r["text"]) for r in heldout if r["task"] == "transcribe"}
+    train_lines = [asterisk.normalized(line) for row in train for line in _text_lines(row)]
+    # Whole lines, since a sample puts each transcript on a line of its own. A held-out phrase may still occur inside
+    # a longer train sentence ("has left the conference" in "the leader has left the conference"): the prompts are
+    # built from such phrases, and that is not the held-out sentence.
+    assert not heldout_texts & set(train_lines)
+    heldout_audio = {ref for row in heldout for ref in audio_references(row)}
+    assert not heldout_audio & {ref for row in train for ref in audio_references(row)}
+    assert len(_instruction_rows(train)) > 3000 and len(_instruction_rows(heldout)) > 400
+
+
+class Labels:
+    """A split's transcribe rows, looked up by audio path and by (language, prompt name)."""
+
+    def __init__(self, rows: list[dict]) -> None:
+        transcripts = [row for row in rows if row["task"] == "transcribe"]
+        self.by_audio = {row["audio"]: row for row in transcripts}
+        self.by_prompt = {(row["audio_lang"], _prompt(row)): row for row in transcripts}
+
+    def text(self, language: str, name: str) -> str:
+        return self.by_prompt[language, name]["text"]
+
+    def language(self, audio: str) -> str:
+        return self.by_audio[audio]["audio_lang"]
+
+    def prompt(self, audio: str) -> str:
+        return _prompt(self.by_audio[audio])
+
+
+def _check_chat_answer(row: dict, labels: Labels, audio: list[str]) -> None:
+    question, answer = row["messages"][0]["content"][-1]["text"], row["messages"][1]["content"]
+    language, name, template = row["id"].split("/")[2], _prompt(row), row["template"]
+    if template in ("transcript", "language", "translation"):
+        assert audio == [labels.by_prompt[language, name]["audio"]] and row["audio_lang"] == language, row
+        if template == "transcript":
+            assert answer == labels.text(language, name)
+        elif template == "language":
+            assert answer == asterisk.LANGUAGE_NAMES[language]
+        else:
+            assert language != "en" and answer == labels.text("en", name), row
+        return
+    assert len(audio) == 2 and audio[0] != audio[1], row
+    assert (language, name) in {(labels.language(a), labels.prompt(a)) for a in audio}
+    if template == "which-language":
+        asked = next(code for code, english in asterisk.LANGUAGE_NAMES.items() if question.endswith(f" {english}?"))
+        assert [labels.language(a) == asked for a in audio] == [answer == ordinal for ordinal in asterisk.ORDINALS]
+    else:
+        assert template == "same-content", row
+        same = labels.prompt(audio[0]) == labels.prompt(audio[1])
+        assert answer == asterisk.SAME_CONTENT_ANSWERS[same], row
+        assert not same or labels.language(audio[0]) != labels.language(audio[1]), row
+
+
+def _check_text_answer(row: dict, labels: Labels) -> None:
+    language, name = row["id"].split("/")[2], _prompt(row)
+    instruction, shown = row["messages"][0]["content"].split("\n")
+    answer = row["messages"][1]["content"]
+    assert shown == labels.text(language, name), row
+    if row["template"] == "language":
+        assert (instruction, answer) == ("Which language is this?", asterisk.LANGUAGE_NAMES[language])
+    else:
+        target = row["text_lang"]
+        assert "en" in (language, target) and language != target, row
+        assert instruction.endswith(f" {asterisk.LANGUAGE_NAMES[target]}:")
+        assert answer == labels.text(target, name), row
+
+
+def test_instruction_answers_agree_with_the_labels_and_audio_files_exist(prepared):
+    for split in ("train.jsonl", "heldout.jsonl"):
+        rows = _rows(prepared / split)
+        labels = Labels(rows)  # each split's own labels: a row may only use clips of its split
+        answers = defaultdict(set)
+        for row in _instruction_rows(rows):
+            answers[row["task"], row["template"]].add(row["messages"][1]["content"])
+            audio = audio_references(row)
+            assert all((prepared / path).is_file() for path in audio)
+            if row["task"] == "chat":
+                _check_chat_answer(row, labels, audio)
+            else:
+                assert audio == [] and "audio_lang" not in row
+                _check_text_answer(row, labels)
+        assert answers["chat", "which-language"] == set(asterisk.ORDINALS)
+        assert answers["chat", "same-content"] == set(asterisk.SAME_CONTENT_ANSWERS.values())
+        assert answers["chat", "language"] == answers["text", "language"] == set(asterisk.LANGUAGE_NAMES.values())
+
+
+def test_instruction_rows_build_into_shards_without_rejects(prepared, qwen_tokenizer_file):
+    subset, seen = [], defaultdict(int)
+    for split in ("train.jsonl", "heldout.jsonl"):
+        for row in _instruction_rows(_rows(prepared / split)):
+            kind = (split, row["task"], row["template"])
+            seen[kind] += 1
+            if seen[kind] <= 8:
+                subset.append(row)
+    assert len(subset) == 2 * 7 * 8  # every template in both splits
+    manifest = prepared / "instruction-subset.jsonl"  # beside audio/, which the rows' paths are relative to
+    asterisk.write_jsonl(manifest, subset)
+    out = prepared / "instruction-shards"
+    assert build_shards(["--manifest", str(manifest), "--out", str(out), "--tokenizer", str(qwen_tokenizer_file),
+                         "--workers", "1", "--max-reject-fraction", "0"]) == 0
+    index = ShardSetIndex.read(out)
+    assert (index.num_samples, index.rejected) == (len(subset), 0)
+    assert index.counts["task"] == {"chat": 5 * 2 * 8, "text": 2 * 2 * 8}
+
+
+def _manifests(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in ("train.jsonl", "heldout.jsonl")}
+
+
+def test_two_runs_write_identical_manifests_and_without_chat_only_the_pretraining_rows(prepared, debian_cache_dir,
+                                                                                       tmp_path):
+    cache = ["--cache", str(debian_cache_dir), "--heldout-fraction", "0.1"]
+    assert asterisk.main(["--out", str(tmp_path / "again"), *cache]) == 0
+    assert _manifests(tmp_path / "again") == _manifests(prepared)
+    assert asterisk.main(["--out", str(tmp_path / "plain"), "--no-with-chat", *cache]) == 0
+    for split in ("train.jsonl", "heldout.jsonl"):
+        with_chat = [row for row in _rows(prepared / split) if row["task"] not in INSTRUCTION_TASKS]
+        key = json.dumps
+        assert sorted(map(key, _rows(tmp_path / "plain" / split))) == sorted(map(key, with_chat))
+
+
+def test_each_stage_manifest_holds_exactly_its_tasks_rows_of_the_split(prepared):
+    """train_pretrain.jsonl / train_text.jsonl (and held-out's) are the split's rows of those tasks, in order."""
+    for split in (asterisk.TRAIN_MANIFEST, asterisk.HELDOUT_MANIFEST):
+        rows = _rows(prepared / split)
+        for purpose, tasks in asterisk.PURPOSE_TASKS.items():
+            subset = _rows(prepared / asterisk.purpose_manifest(split, purpose))
+            assert subset == [row for row in rows if row["task"] in tasks] and subset, (split, purpose)

@@ -107,3 +107,20 @@ def test_missing_or_empty_inputs_are_named(tmp_path, stages):
     with pytest.raises(ReportError, match="^" + re.escape(f"{tmp_path / 'eval' / METRICS_TABLE}: cannot read")):
         write_report(stages, tmp_path / "eval", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_headline_states_both_pass_marks_from_the_eval_files(tmp_path):
+    from megatron_qwen_audio.evaluation.report import headline
+
+    (tmp_path / "metrics.json").write_text(json.dumps([
+        {"task": "transcribe", "language": "en", "samples": 5, "wer": 0.5},
+        {"task": "lid", "language": "en", "samples": 10, "accuracy": 0.9},
+        {"task": "lid", "language": "fr", "samples": 30, "accuracy": 0.7}]))
+    (tmp_path / "audio_dependence.json").write_text(json.dumps([
+        {"task": "transcribe", "samples": 8, "matched_loss": 2.0, "swapped_loss": 2.5, "relative_gap": 0.2},
+        {"task": "translate", "samples": 8, "matched_loss": 2.4, "swapped_loss": 2.5, "relative_gap": 0.04}]))
+    lines = headline(tmp_path)
+    assert lines["language identification accuracy"].startswith("0.750 over 40 clips in 2 languages (chance 0.50")
+    assert lines["language identification accuracy"].endswith("NOT met)")
+    assert "20.0% lower with the own audio (target >= 10%: met)" in lines["transcribe loss, own vs swapped audio"]
+    assert lines["translate loss, own vs swapped audio"].endswith("NOT met)")
