@@ -1,18 +1,56 @@
 #!/usr/bin/env bash
-# The main job: real multilingual speech -> training shards -> stage-1 training of the CPU-sized model.
-#   bash launch/demo.sh [OUT_DIR] [STEPS]          (defaults: runs/demo, 40 steps; run from the repository root)
-# 1. launch/demo_data.sh: Debian's Asterisk prompts (en/es/fr/it) -> transcription / translation / language-id
-#    manifests with a held-out split -> webdataset shards -> one epoch read as 2 ranks x 2 workers;
-# 2. stage 1 (decoder frozen, audio encoder trained) of the tiny model on those shards, 2 CPU processes at TP=2,
-#    with held-out loss, metrics (JSONL + offline wandb) and checkpoints.
+# The main job: the Qwen-Audio recipe end to end on real multilingual speech with the CPU-sized model.
+#   bash launch/demo.sh [OUT_DIR] [--steps TEXT,STAGE1,STAGE2] [--eval-samples N]
+# (defaults: runs/demo, the steps of configs/demo/*.yaml, every held-out sample; run from the repository root)
+# 1. launch/demo_data.sh: real speech (Debian's Asterisk prompts, en/es/fr/it) -> manifests -> shards;
+# 2. text_pretrain, a TEXT-ONLY stage: the demo has no pretrained weights (it runs offline), so the tiny decoder first
+#    learns the languages of the training split's transcripts and translations from pure-text instructions
+#    (held-out prompts never enter); the audio encoder is frozen and unused;
+# 3. stage1: multi-task pretraining (transcription, translation, language identification), audio encoder trained
+#    under the frozen decoder;
+# 4. stage2: supervised fine-tuning on everything (tag tasks, ChatML about one or two recordings, text), decoder
+#    trained, audio encoder frozen;
+# 5. mqa-eval: greedy decoding of the held-out shards, WER/CER, BLEU, language-id accuracy, own-vs-swapped audio loss;
+# 6. mqa-report: loss plots per stage and task, report.md, the tables printed.
+# Every stage runs 2 CPU processes at TP=2 with checkpoints, metrics.jsonl and an offline wandb run in its run
+# directory. Interrupted? Run the same command again: each stage resumes from its newest checkpoint (resume: auto) and
+# a finished stage only reloads it.
 set -euo pipefail
-out="${1:-runs/demo}"
-steps="${2:-40}"
+out=runs/demo
+steps=()
+eval_samples=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --steps) IFS=, read -r -a steps <<< "$2"; shift 2 ;;
+        --eval-samples) eval_samples=(--max-samples "$2"); shift 2 ;;
+        -*) echo "launch/demo.sh: unknown option $1; use [OUT_DIR] [--steps A,B,C] [--eval-samples N]" >&2; exit 2 ;;
+        *) out="$1"; shift ;;
+    esac
+done
 here="$(dirname "${BASH_SOURCE[0]}")"
 
 bash "$here/demo_data.sh" "$out"
-run_dir="$out/tiny_stage1"
-bash "$here/pretrain.sh" configs/tiny_stage1.yaml --nproc 2 parallel.tensor_parallel=2 "steps=$steps" \
-    "run_dir=$run_dir" "data.train=[{path_or_url: $out/shards/train}]" \
-    "data.heldout=[{path_or_url: $out/shards/heldout}]"
-echo "stage 1 done: metrics $run_dir/metrics.jsonl; checkpoints $run_dir/checkpoints; wandb (offline) $run_dir/wandb"
+
+stages=(text_pretrain stage1 stage2)
+train_shards=(train_text train_pretrain train)
+heldout_shards=(heldout_text heldout_pretrain heldout)
+for index in 0 1 2; do
+    name="${stages[$index]}"
+    overrides=("run_dir=$out/$name" "data.train=[{path_or_url: $out/shards/${train_shards[$index]}}]"
+               "data.heldout=[{path_or_url: $out/shards/${heldout_shards[$index]}}]")
+    if [ "$index" -gt 0 ]; then overrides+=("init_from=$out/${stages[$((index - 1))]}"); fi
+    if [ "${#steps[@]}" -gt 0 ]; then
+        count="${steps[$index]}"
+        overrides+=("steps=$count" "optimizer.warmup_steps=$(( count > 10 ? count / 10 : 1 ))"
+                    "eval_interval=$count" "save_interval=$count" "log_interval=$(( count > 10 ? 10 : 1 ))")
+    fi
+    echo "== $name"
+    bash "$here/pretrain.sh" "configs/demo/$name.yaml" --nproc 2 "${overrides[@]}"
+done
+
+echo "== evaluation"
+mqa-eval "$out/stage2" --shards "$out/shards/heldout" --out "$out/eval" "${eval_samples[@]}" > "$out/eval.log"
+mqa-report --stage "text_pretrain=$out/text_pretrain" --stage "stage1=$out/stage1" --stage "stage2=$out/stage2" \
+    --eval "$out/eval" --out "$out/report"
+echo "per-sample outputs: $out/eval/samples.jsonl; stage runs (checkpoints, metrics.jsonl, wandb):" \
+    "$out/text_pretrain $out/stage1 $out/stage2"

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# The main job while training is being built: real multilingual speech -> training shards -> one epoch read back.
+# The demo's data: real multilingual speech -> manifests -> webdataset shards.
 #   bash launch/demo_data.sh [OUT_DIR]          (default runs/demo)
-# Steps: fetch and verify the Qwen tokenizer file; fetch Debian's Asterisk prompt recordings (en/es/fr/it) and write
-# transcription / translation / language-identification manifests with a held-out split by prompt name; build
-# webdataset shards of both splits; read one epoch of the training shards as 2 data-parallel ranks x 2 workers.
+# Fetches and verifies the Qwen tokenizer file; fetches Debian's Asterisk prompt recordings (en/es/fr/it) and writes
+# manifests with a held-out split by prompt (prompts that share a transcript in any language go together):
+# transcription, translation (X->en, en->X), language identification, ChatML questions about one or two
+# recordings and pure-text instructions, all from the same labels; then builds the shards of each split, whole
+# (`train`, `heldout`) and per demo stage (`*_pretrain`: the tag tasks of stage 1, `*_text`: the text-only stage).
+# Re-running is cheap: the manifests come out identical and finished shards are kept.
 set -euo pipefail
 out="${1:-runs/demo}"
 
 mqa-fetch-tokenizer
 mqa-prepare-asterisk --out "$out/manifests"
 for split in train heldout; do
-    mqa-build-shards --manifest "$out/manifests/$split.jsonl" --out "$out/shards/$split" --workers "$(nproc)"
+    for part in "" _pretrain _text; do
+        mqa-build-shards --manifest "$out/manifests/$split$part.jsonl" --out "$out/shards/$split$part" \
+            --workers "$(nproc)"
+    done
 done
-mqa-loader-dry-run "$out/shards/train" --dp-size 2 --workers 2 --max-batch-tokens 8192 --max-batch-frames 24000
-echo "shards: $out/shards/{train,heldout} (index.json, rejects.jsonl); manifests: $out/manifests"
+echo "shards: $out/shards/{train,heldout}{,_pretrain,_text} (index.json, rejects.jsonl); manifests: $out/manifests"
