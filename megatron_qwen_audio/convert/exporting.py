@@ -107,7 +107,7 @@ def export_checkpoint(checkpoint: Path, out: Path, fmt: str, tokenizer_file: Pat
     if out.exists():
         raise ConversionError(f"{out} exists; choose a new output folder (an export never overwrites)")
     reader = CheckpointReader(checkpoint)
-    stored_dtype = reader.read("decoder.final_layernorm.weight").dtype
+    stored_dtype = reader.meta("decoder.final_layernorm.weight").dtype
     partial = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -64,12 +64,11 @@ class ModelLayout:
                     axes = shard.prepend_axis_num
                     self.regions[(shard.key, tuple(shard.global_offset[:axes]))] = name
                     self.prepended[shard.key] = axes
+        # a gated fc1 has two shards (gate, up) in one region: the map back is one region per name
+        self._region_of_name = {name: region for region, name in self.regions.items()}
 
     def region_of(self, name: str) -> Region:
-        for region, full_name in self.regions.items():
-            if full_name == name:
-                return region
-        raise KeyError(name)
+        return self._region_of_name[name]
 
 
 def _produce_chunks(layout: ModelLayout, plan: TensorPlan) -> Callable[[str, tuple, tuple], torch.Tensor]:
@@ -188,9 +187,6 @@ class CheckpointReader:
 
     def __contains__(self, name: str) -> bool:
         return name in self.layout.shapes
-
-    def config(self) -> dict:
-        return {}
 
     def meta(self, name: str) -> torch.Tensor:
         """A meta tensor of the stored tensor's shape and dtype (nothing is read)."""

@@ -162,7 +162,6 @@ class InMemoryTensors:
     def __init__(self, state: dict[str, torch.Tensor], label: str = "the state dict") -> None:
         self._state = state
         self.path = Path(label)
-        self.metadata: dict = {}
         self.names = sorted(state)
 
     def __contains__(self, name: str) -> bool:
@@ -175,6 +174,3 @@ class InMemoryTensors:
         if name not in self._state:
             raise ConversionError(f"{name}: missing from {self.path}")
         return self._state[name]
-
-    def config(self) -> dict:
-        return {}

@@ -58,9 +58,7 @@ def fitted_clip(mel: np.ndarray, frames: int) -> np.ndarray:
 def _target_loss(model, sample: DecodedSample, task: str, pad_id: int, device: torch.device) -> tuple[float, int]:
     """(summed loss, target tokens) of one sample, teacher-forced."""
     batch = collate([sample], pad_id, [task])
-    inputs = model_inputs(batch, device)
-    inputs["mel"] = inputs["mel"].to(next(model.parameters()).dtype)
-    losses = model(**inputs)
+    losses = model(**model_inputs(batch, device))
     return float(losses.sum()), int(batch.num_target_tokens)
 
 

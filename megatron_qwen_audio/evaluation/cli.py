@@ -58,7 +58,7 @@ def _load_model(checkpoint: Path, device: str):
     model = QwenAudioModel(model_config, transformer_config(model_config, parallel, layout.device))
     CheckpointManager.load(folder, [model], optimizer=None)
     torch_device = torch.device("cpu") if layout.device == "cpu" else torch.device("cuda", torch.cuda.current_device())
-    return model.eval(), torch_device, next(model.parameters()).dtype
+    return model.eval(), torch_device
 
 
 def evaluate(args: argparse.Namespace) -> str:
@@ -68,9 +68,9 @@ def evaluate(args: argparse.Namespace) -> str:
     tokenizer_file = resolve_tokenizer_file(args.tokenizer_file)
     sets = open_shard_sets([ShardSetSpec(path_or_url=str(path)) for path in args.shards])
     check_tokenizer(sets, tokenizer_file)
-    model, device, dtype = _load_model(args.checkpoint, args.device)
+    model, device = _load_model(args.checkpoint, args.device)
     tokenizer = QwenTokenizer.from_file(tokenizer_file)
-    decoder = HeldOutDecoder(model, tokenizer, device, dtype, args.max_new_tokens)
+    decoder = HeldOutDecoder(model, tokenizer, device, args.max_new_tokens)
     args.out.mkdir(parents=True, exist_ok=True)
     held_out = list(held_out_samples(sets, args.max_samples))
     records = []

@@ -70,9 +70,8 @@ def split_prompt(sample: DecodedSample) -> tuple[np.ndarray, np.ndarray]:
 class HeldOutDecoder:
     """Greedy-decodes held-out samples with a TP=1, PP=1 model on `device`."""
 
-    def __init__(self, model, tokenizer: TextTokenizer, device: torch.device, dtype: torch.dtype,
-                 max_new_tokens: int) -> None:
-        self.model, self.tokenizer, self.device, self.dtype = model, tokenizer, device, dtype
+    def __init__(self, model, tokenizer: TextTokenizer, device: torch.device, max_new_tokens: int) -> None:
+        self.model, self.tokenizer, self.device = model, tokenizer, device
         self.max_new_tokens = max_new_tokens
         self.end_ids = {tokenizer.token_id(name) for name in END_TOKENS}
 
@@ -83,9 +82,9 @@ class HeldOutDecoder:
         prompt, reference = split_prompt(sample)
         ends_with_stop = int(reference[-1]) in self.end_ids
         budget = min(self.max_new_tokens, 2 * len(reference) + 8) if ends_with_stop else len(reference)
-        clips = [torch.from_numpy(mel.astype(np.float32)) for mel in sample.mels]
+        clips = [torch.from_numpy(mel) for mel in sample.mels]  # the encoder casts to its weights' dtype
         spans = audio_spans(prompt, [clip.shape[1] for clip in clips], sample.key)  # every clip is in the prompt
-        mel = torch.cat(clips, dim=1).to(self.device, self.dtype) if clips else None
+        mel = torch.cat(clips, dim=1).to(self.device) if clips else None
         hypothesis = greedy_decode(
             self.model, torch.from_numpy(prompt.astype(np.int64)).to(self.device), mel,
             torch.tensor([clip.shape[1] for clip in clips]) if clips else None,

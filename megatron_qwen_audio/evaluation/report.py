@@ -23,10 +23,11 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from megatron_qwen_audio.evaluation.cli import METRICS_TABLE
+from megatron_qwen_audio.evaluation.cli import AUDIO_DEPENDENCE_JSON, METRICS_JSON, METRICS_TABLE
 from megatron_qwen_audio.training.metrics import METRICS_FILE
 
-__all__ = ["REPORT_FILE", "ReportError", "StageMetrics", "headline", "main", "plot_losses", "read_metrics", "write_report"]
+__all__ = ["REPORT_FILE", "ReportError", "StageMetrics", "headline", "main", "plot_losses", "read_metrics",
+           "write_report"]
 
 REPORT_FILE = "report.md"
 COMBINED_PLOT = "loss_all_stages.png"
@@ -235,8 +236,6 @@ def headline(eval_dir: Path) -> dict[str, str]:
     """The two figures that show the model uses the audio, from `mqa-eval`'s files: how much lower the transcription
     loss is with each clip's own audio than with another clip's, and language-identification accuracy (chance: one
     in the number of languages)."""
-    from megatron_qwen_audio.evaluation.cli import AUDIO_DEPENDENCE_JSON, METRICS_JSON
-
     lines = {}
     for row in json.loads(_read_text(Path(eval_dir) / AUDIO_DEPENDENCE_JSON, "the audio-dependence file")):
         verdict = "met" if row["relative_gap"] >= AUDIO_GAP_TARGET else "NOT met"
