@@ -32,7 +32,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from data_prep.asterisk_transcripts import TranscriptList, merge_non_speech, parse_transcript_list
+from data_prep.asterisk_transcripts import (
+    TranscriptList,
+    merge_non_speech,
+    parse_transcript_list,
+)
 from data_prep.debian_packages import DebianFetchError, fetch_debian_packages
 from megatron_qwen_audio.audio.decode import probe_audio
 from megatron_qwen_audio.audio.lengths import MAX_SECONDS
@@ -46,8 +50,11 @@ TOO_LONG = f"longer than {MAX_SECONDS} s"
 TRAIN_MANIFEST = "train.jsonl"
 HELDOUT_MANIFEST = "heldout.jsonl"
 # Each split's rows for one training stage of the demo recipe, beside the split's whole manifest: `pretrain` the
-# tag-format tasks of stage 1, `text` the pure-text instructions of the text-only stage (its text side).
+# tag-format tasks of stage 1, `text` the text side for the text-only stage: the pure-text instructions plus the
+# tag-format rows with each clip's transcript in place of its audio (`audio_text`, see megatron_qwen_audio.text.tags),
+# which are only in this manifest.
 PURPOSE_TASKS = {"pretrain": ("transcribe", "translate", "lid"), "text": ("text",)}
+TEXT_IN_PLACE = "text"  # the purpose that also gets the tag-format rows with the transcript in place of the audio
 
 
 def purpose_manifest(split_manifest: str, purpose: str) -> str:
@@ -198,30 +205,35 @@ def audio_path(clip: Clip) -> str:
     return f"audio/{clip.relative_path}"
 
 
-def _row(task: str, clip: Clip, text_language: str | None, text: str | None) -> dict:
+def _row(task: str, clip: Clip, text_language: str | None, text: str | None, in_place: bool) -> dict:
     pair = f"{clip.language}-{text_language}" if text_language else clip.language
-    row = {"id": f"asterisk/{task}/{pair}/{clip.name}", "audio": audio_path(clip), "task": task,
-           "audio_lang": clip.language}
+    if in_place:
+        row = {"id": f"asterisk/{task}-text/{pair}/{clip.name}", "audio_text": clip.text}
+    else:
+        row = {"id": f"asterisk/{task}/{pair}/{clip.name}", "audio": audio_path(clip)}
+    row.update(task=task, audio_lang=clip.language)
     if text_language:
         row.update(text_lang=text_language, text=text)
     return row
 
 
-def manifest_rows(clips: dict[str, dict[str, Clip]]) -> list[tuple[str, dict]]:
-    """(prompt name, manifest row) for transcription, translation to and from English, and language identification."""
+def manifest_rows(clips: dict[str, dict[str, Clip]], in_place: bool = False) -> list[tuple[str, dict]]:
+    """(prompt name, manifest row) for transcription, translation to and from English, and language identification;
+    with `in_place`, the same rows with each clip's transcript in place of its audio."""
     rows = []
     for language in LANGUAGES:
-        rows += [(clip.name, _row("transcribe", clip, language, clip.text)) for clip in clips[language].values()]
+        rows += [(clip.name, _row("transcribe", clip, language, clip.text, in_place))
+                 for clip in clips[language].values()]
     pivot = clips[PIVOT_LANGUAGE]
     for language in LANGUAGES:
         if language == PIVOT_LANGUAGE:
             continue
         other = clips[language]
         shared = sorted(pivot.keys() & other.keys())
-        rows += [(name, _row("translate", other[name], PIVOT_LANGUAGE, pivot[name].text)) for name in shared]
-        rows += [(name, _row("translate", pivot[name], language, other[name].text)) for name in shared]
+        rows += [(name, _row("translate", other[name], PIVOT_LANGUAGE, pivot[name].text, in_place)) for name in shared]
+        rows += [(name, _row("translate", pivot[name], language, other[name].text, in_place)) for name in shared]
     for language in LANGUAGES:
-        rows += [(clip.name, _row("lid", clip, None, None)) for clip in clips[language].values()]
+        rows += [(clip.name, _row("lid", clip, None, None, in_place)) for clip in clips[language].values()]
     return rows
 
 
@@ -425,19 +437,26 @@ def prepare(out_dir: Path, cache_dir: Path, debs_dir: Path | None, heldout_fract
     clips, skipped, untranscribed = collect_clips(root)
     groups = text_groups(clips)
     splits: dict[str, list[tuple[str, dict]]] = {}
+    in_place: dict[str, list[tuple[str, dict]]] = {}
     for file_name, split in split_clips(clips, groups, heldout_fraction, seed).items():
         splits[file_name] = manifest_rows(split) + (instruction_rows(split, groups, seed) if with_chat else [])
+        in_place[purpose_manifest(file_name, TEXT_IN_PLACE)] = manifest_rows(split, in_place=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_audio((clip for per_language in clips.values() for clip in per_language.values()), root, out_dir)
     for file_name, rows in splits.items():
-        # Rows are generated task by task and language by language; shuffled (seeded) so every shard, and so every
-        # loader worker's share of shards, holds the whole mixture rather than one task.
-        random.Random(f"{file_name}/{seed}").shuffle(rows)
-        write_jsonl(out_dir / file_name, (row for _, row in rows))
         for purpose, tasks in PURPOSE_TASKS.items():
-            subset = (row for _, row in rows if row["task"] in tasks)
-            write_jsonl(out_dir / purpose_manifest(file_name, purpose), subset)
-    return summary(clips, groups, splits, skipped, untranscribed)
+            subset = [(name, row) for name, row in rows if row["task"] in tasks]
+            _write_shuffled(out_dir / purpose_manifest(file_name, purpose),
+                            subset + in_place.get(purpose_manifest(file_name, purpose), []), seed)
+        _write_shuffled(out_dir / file_name, rows, seed)
+    return summary(clips, groups, {**splits, **in_place}, skipped, untranscribed)
+
+
+def _write_shuffled(path: Path, rows: list[tuple[str, dict]], seed: int) -> None:
+    """Rows are generated task by task and language by language; shuffled (seeded) so every shard, and so every
+    loader worker's share of shards, holds the whole mixture rather than one task."""
+    random.Random(f"{path.name}/{seed}").shuffle(rows)
+    write_jsonl(path, (row for _, row in rows))
 
 
 def _fraction(text: str) -> float:

@@ -51,6 +51,8 @@ manifest's folder (or absolute); any format libsndfile reads, resampled to 16 kH
   keyword     {"id": "d1", "audio": "wav/d1.wav", "task": "keyword", "text_lang": "en", "instruction": "scene", "text": "airport"}
   qa          {"id": "e1", "audio": "wav/e1.wav", "task": "qa", "audio_lang": "en", "question": "How many speakers?", "answer": "Two."}
   lid         {"id": "f1", "audio": "wav/f1.wav", "task": "lid", "audio_lang": "es"}
+  (text in place of the audio, any task above but timestamps; its tokens stand where the audio span would, for a
+  text-only stage) {"id": "f2", "task": "lid", "audio_lang": "es", "audio_text": "buenos días"}
   chat        {"id": "g1", "task": "chat", "messages": [{"role": "user", "content": [{"audio": "wav/g1a.wav"}, {"audio": "wav/g1b.wav"}, {"text": "Which clip is louder?"}]}, {"role": "assistant", "content": "The second."}]}
   text        {"id": "h1", "task": "text", "messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]}
 Output: DIR/shard-NNNNNN.tar (KEY.mel.npy float16 [80, T] or KEY.mel_0.npy, KEY.mel_1.npy.. for several clips;

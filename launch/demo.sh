@@ -4,8 +4,9 @@
 # (defaults: runs/demo, the steps of configs/demo/*.yaml, every held-out sample; run from the repository root)
 # 1. launch/demo_data.sh: real speech (Debian's Asterisk prompts, en/es/fr/it) -> manifests -> shards;
 # 2. text_pretrain, a TEXT-ONLY stage: the demo has no pretrained weights (it runs offline), so the tiny decoder first
-#    learns the languages of the training split's transcripts and translations from pure-text instructions
-#    (held-out prompts never enter); the audio encoder is frozen and unused;
+#    learns the languages of the training split's transcripts and translations from pure-text instructions and from
+#    the tag-format rows with each clip's transcript in place of its audio (held-out prompts never enter); the audio
+#    encoder is frozen and unused;
 # 3. stage1: multi-task pretraining (transcription, translation, language identification), audio encoder trained
 #    under the frozen decoder;
 # 4. stage2: supervised fine-tuning on everything (tag tasks, ChatML about one or two recordings, text), decoder

@@ -5,7 +5,8 @@
 # manifests with a held-out split by prompt (prompts that share a transcript in any language go together):
 # transcription, translation (X->en, en->X), language identification, ChatML questions about one or two
 # recordings and pure-text instructions, all from the same labels; then builds the shards of each split, whole
-# (`train`, `heldout`) and per demo stage (`*_pretrain`: the tag tasks of stage 1, `*_text`: the text-only stage).
+# (`train`, `heldout`) and per demo stage (`*_pretrain`: the tag tasks of stage 1, `*_text`: the text-only stage, whose
+# manifest also holds the tag-format rows with each clip's transcript in place of its audio).
 # Re-running is cheap: the manifests come out identical and finished shards are kept.
 set -euo pipefail
 out="${1:-runs/demo}"

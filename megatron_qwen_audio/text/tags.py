@@ -24,6 +24,13 @@ language, timestamps tag, output instruction. The formats follow the released Qw
 - chat / text: ChatML (chatml.py).
 
 Only the target (and its end token) is trained; the prompt and the audio span are not.
+
+Text in place of the audio: a tag-format row may give `audio_text` (the clip's transcript) instead of a clip. Its
+tokens stand where the audio span would be and are not trained, the tags and target are as above. A text-only stage
+uses such rows to teach a decoder built from scratch what the tags mean and to read the content before the tags (the
+language tag's output rows, the copy and translation of what precedes the tags), so that a later stage, with that
+decoder frozen, only has to teach the encoder to put there what the decoder already reads. Rows with word timestamps
+need the clip's duration and cannot use it.
 """
 from __future__ import annotations
 
@@ -33,8 +40,8 @@ from dataclasses import dataclass
 from megatron_qwen_audio.text.chatml import build_chatml_sequence
 from megatron_qwen_audio.text.sequence_builder import (
     SequenceBuilder,
-    TaggedSequence,
     TagFormatError,
+    TaggedSequence,
     optional_text,
     required_text,
 )
@@ -189,6 +196,9 @@ def _lid_sequence(sample: Mapping, builder: SequenceBuilder) -> None:
     builder.target_tokens(language)
 
 
+AUDIO_TEXT = "audio_text"  # the manifest field that stands in for a tag-format row's clip (module docstring)
+
+
 def build_sequence(
     sample: Mapping, audio_frames: Sequence[int], audio_seconds: Sequence[float], tokenizer: TextTokenizer
 ) -> TaggedSequence:
@@ -203,14 +213,26 @@ def build_sequence(
     if task not in TASKS:
         raise TagFormatError(f"task: unknown task {task!r}; use one of {', '.join(TASKS)}")
     if task in ("chat", "text"):
+        if AUDIO_TEXT in sample:
+            raise TagFormatError(f"{AUDIO_TEXT}: only the tag-format tasks take text in place of a clip, not {task}")
         return build_chatml_sequence(sample, audio_frames, tokenizer, allow_audio=task == "chat")
-    if len(audio_frames) != 1:
-        raise TagFormatError(f"audio: task {task} takes exactly 1 clip, the sample has {len(audio_frames)}")
 
     builder = SequenceBuilder(tokenizer)
-    builder.audio(audio_frames[0])
+    if AUDIO_TEXT in sample:
+        if audio_frames:
+            raise TagFormatError(f"{AUDIO_TEXT}: the row also has a clip; give either audio or {AUDIO_TEXT}")
+        if _wants_timestamps(sample):
+            raise TagFormatError(f"{AUDIO_TEXT}: word timestamps need the clip; give audio instead")
+        builder.prompt(tokenizer.encode(required_text(sample, AUDIO_TEXT, "the text in place of the audio")))
+        clip_seconds = 0.0  # never read: only word timestamps use the duration
+    elif len(audio_frames) != 1:
+        raise TagFormatError(f"audio: task {task} takes exactly 1 clip (or {AUDIO_TEXT}), the sample has "
+                             f"{len(audio_frames)}")
+    else:
+        builder.audio(audio_frames[0])
+        clip_seconds = audio_seconds[0]
     if task in HIERARCHY_TASKS:
-        _hierarchy_sequence(HIERARCHY_TASKS[task], sample, audio_seconds[0], builder)
+        _hierarchy_sequence(HIERARCHY_TASKS[task], sample, clip_seconds, builder)
     elif task == "qa":
         _qa_sequence(sample, builder)
     else:

@@ -3,6 +3,7 @@ path on a machine without apt lists."""
 import json
 import shutil
 from collections import defaultdict
+from functools import partial
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -264,9 +265,20 @@ def test_two_runs_write_identical_manifests_and_without_chat_only_the_pretrainin
 
 
 def test_each_stage_manifest_holds_exactly_its_tasks_rows_of_the_split(prepared):
-    """train_pretrain.jsonl / train_text.jsonl (and held-out's) are the split's rows of those tasks, in order."""
+    """train_pretrain.jsonl / train_text.jsonl (and held-out's) hold the split's rows of those tasks; the text one also
+    holds every pretraining row again with the clip's transcript in place of its audio, in no other manifest."""
+    key = partial(json.dumps, sort_keys=True)
     for split in (asterisk.TRAIN_MANIFEST, asterisk.HELDOUT_MANIFEST):
         rows = _rows(prepared / split)
+        assert not any("audio_text" in row for row in rows)
+        subsets = {purpose: _rows(prepared / asterisk.purpose_manifest(split, purpose))
+                   for purpose in asterisk.PURPOSE_TASKS}
         for purpose, tasks in asterisk.PURPOSE_TASKS.items():
-            subset = _rows(prepared / asterisk.purpose_manifest(split, purpose))
-            assert subset == [row for row in rows if row["task"] in tasks] and subset, (split, purpose)
+            own = [row for row in subsets[purpose] if "audio_text" not in row]
+            assert sorted(map(key, own)) == sorted(key(row) for row in rows if row["task"] in tasks) and own
+        pretrain = subsets["pretrain"]
+        transcripts = {row["audio"]: row["text"] for row in pretrain if row["task"] == "transcribe"}
+        expected = [{**{k: v for k, v in row.items() if k not in ("id", "audio")},
+                     "audio_text": transcripts[row["audio"]]} for row in pretrain]
+        in_place = [{k: v for k, v in row.items() if k != "id"} for row in subsets["text"] if "audio_text" in row]
+        assert sorted(map(key, in_place)) == sorted(map(key, expected)), split

@@ -149,6 +149,34 @@ def test_word_times_beyond_the_last_timestamp_token_are_an_error(qwen_tokenizer)
 
 @pytest.mark.parametrize("frames", [[], [CLIP_FRAMES, CLIP_FRAMES]])
 def test_wrong_number_of_clips_is_an_error(qwen_tokenizer, frames):
-    with pytest.raises(TagFormatError, match=rf"^audio: task transcribe takes exactly 1 clip, the sample has "
-                                             rf"{len(frames)}"):
+    with pytest.raises(TagFormatError, match=rf"^audio: task transcribe takes exactly 1 clip \(or audio_text\), "
+                                             rf"the sample has {len(frames)}"):
         build(TRANSCRIBE, qwen_tokenizer, frames=frames, seconds=[CLIP_SECONDS] * len(frames))
+
+
+@pytest.mark.parametrize("sample, prompt_tags, target", [
+    ({**TRANSCRIBE, "audio_text": "Hello world.", "text": "Hello world."},
+     "<|startoftranscript|><|en|><|transcribe|><|en|><|notimestamps|><|wo_itn|>", "Hello world.<|endoftext|>"),
+    ({"task": "translate", "audio_lang": "fr", "text_lang": "en", "audio_text": "Au revoir.", "text": "Goodbye."},
+     "<|startoftranscript|><|fr|><|translate|><|en|><|notimestamps|><|itn|>", "Goodbye.<|endoftext|>"),
+    ({"task": "lid", "audio_lang": "fr", "audio_text": "Au revoir."}, "<|startoftranscript|>", "<|fr|>"),
+])
+def test_audio_text_stands_where_the_audio_span_would(qwen_tokenizer, assert_sequence, sample, prompt_tags, target):
+    """The same tags and target as with a clip; the untrained prompt starts with the text instead of the span."""
+    assert_sequence(build(sample, qwen_tokenizer, frames=(), seconds=()), qwen_tokenizer, [
+        (sample["audio_text"] + prompt_tags, False), (target, True)])
+    with_clip = build({key: value for key, value in sample.items() if key != "audio_text"}, qwen_tokenizer)
+    in_place = build(sample, qwen_tokenizer, frames=(), seconds=())
+    text_length = len(qwen_tokenizer.encode(sample["audio_text"]))
+    assert with_clip.input_ids[CLIP_PADS + 2:].tolist() == in_place.input_ids[text_length:].tolist()
+
+
+@pytest.mark.parametrize("sample, frames, message", [
+    ({**TRANSCRIBE, "audio_text": "hi"}, (CLIP_FRAMES,), r"^audio_text: the row also has a clip; give either"),
+    ({**TIMED, "audio_text": "hi", "words": _words((0, 1))}, (), r"^audio_text: word timestamps need the clip"),
+    ({**TRANSCRIBE, "audio_text": " "}, (), r"^audio_text: empty; give the text in place of the audio"),
+    ({"task": "text", "audio_text": "hi", "messages": []}, (), r"^audio_text: only the tag-format tasks take text"),
+])
+def test_audio_text_problems_name_the_field(qwen_tokenizer, sample, frames, message):
+    with pytest.raises(TagFormatError, match=message):
+        build(sample, qwen_tokenizer, frames=frames, seconds=[CLIP_SECONDS] * len(frames))
