@@ -32,11 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from data_prep.asterisk_transcripts import (
-    TranscriptList,
-    merge_non_speech,
-    parse_transcript_list,
-)
+from data_prep.asterisk_transcripts import TranscriptList, merge_non_speech, parse_transcript_list
 from data_prep.debian_packages import DebianFetchError, fetch_debian_packages
 from megatron_qwen_audio.audio.decode import probe_audio
 from megatron_qwen_audio.audio.lengths import MAX_SECONDS
@@ -55,18 +51,18 @@ HELDOUT_MANIFEST = "heldout.jsonl"
 # which are only in this manifest.
 PURPOSE_TASKS = {"pretrain": ("transcribe", "translate", "lid"), "text": ("text",)}
 TEXT_IN_PLACE = "text"  # the purpose that also gets the tag-format rows with the transcript in place of the audio
-
-
-def purpose_manifest(split_manifest: str, purpose: str) -> str:
-    """`train.jsonl`, `pretrain` -> `train_pretrain.jsonl`."""
-    stem, _, suffix = split_manifest.rpartition(".")
-    return f"{stem}_{purpose}.{suffix}"
 LANGUAGE_NAMES = {"en": "English", "es": "Spanish", "fr": "French", "it": "Italian"}
 ORDINALS = ("The first one.", "The second one.")
 # Not "Yes." / "No.": "no" is itself a prompt (`vm-no`), and a fixed answer must never read like a label.
 SAME_CONTENT_ANSWERS = {True: "Yes, they say the same thing.", False: "No, they say different things."}
 TRANSLATE_INSTRUCTIONS = ("Translate into {language}:", "Write this in {language}:")
 MIN_WORDS_TO_IDENTIFY = 3  # single words and pairs ("no", "menu", "Local") are spelled alike in several languages
+
+
+def purpose_manifest(split_manifest: str, purpose: str) -> str:
+    """`train.jsonl`, `pretrain` -> `train_pretrain.jsonl`."""
+    stem, _, suffix = split_manifest.rpartition(".")
+    return f"{stem}_{purpose}.{suffix}"
 
 
 def transcript_package(language: str) -> str:
@@ -440,16 +436,19 @@ def prepare(out_dir: Path, cache_dir: Path, debs_dir: Path | None, heldout_fract
     in_place: dict[str, list[tuple[str, dict]]] = {}
     for file_name, split in split_clips(clips, groups, heldout_fraction, seed).items():
         splits[file_name] = manifest_rows(split) + (instruction_rows(split, groups, seed) if with_chat else [])
-        in_place[purpose_manifest(file_name, TEXT_IN_PLACE)] = manifest_rows(split, in_place=True)
+        in_place[file_name] = manifest_rows(split, in_place=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     copy_audio((clip for per_language in clips.values() for clip in per_language.values()), root, out_dir)
     for file_name, rows in splits.items():
         for purpose, tasks in PURPOSE_TASKS.items():
             subset = [(name, row) for name, row in rows if row["task"] in tasks]
-            _write_shuffled(out_dir / purpose_manifest(file_name, purpose),
-                            subset + in_place.get(purpose_manifest(file_name, purpose), []), seed)
+            if purpose == TEXT_IN_PLACE:
+                subset += in_place[file_name]
+            _write_shuffled(out_dir / purpose_manifest(file_name, purpose), subset, seed)
         _write_shuffled(out_dir / file_name, rows, seed)
-    return summary(clips, groups, {**splits, **in_place}, skipped, untranscribed)
+    in_place_summary = {f"{purpose_manifest(file_name, TEXT_IN_PLACE)}, transcript in place of the audio": rows
+                        for file_name, rows in in_place.items()}
+    return summary(clips, groups, {**splits, **in_place_summary}, skipped, untranscribed)
 
 
 def _write_shuffled(path: Path, rows: list[tuple[str, dict]], seed: int) -> None:

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from megatron_qwen_audio.text.chatml import build_chatml_sequence
 from megatron_qwen_audio.text.sequence_builder import (
     SequenceBuilder,
-    TagFormatError,
     TaggedSequence,
+    TagFormatError,
     optional_text,
     required_text,
 )
