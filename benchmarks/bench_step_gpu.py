@@ -3,8 +3,9 @@
 For stage 1 (configs/qwen_audio_7b_stage1.yaml: encoder trains, LLM frozen) and stage 2
 (configs/qwen_audio_7b_stage2_sft.yaml: LLM trains, encoder frozen) the script builds the model, freeze masks, DDP
 wrapper and distributed optimizer the way `Trainer` does, at TP=1, PP=1 in one process, and times `train_step` over
-one fixed global batch. It prints seconds per step, decoder positions/s, audio-seconds/s, model TFLOP/s (the
-trainer's own count: `training_flops` over the FLOP terms of the stage's masks), peak device memory next to the
+one fixed global batch. It prints seconds per step, decoder positions/s, audio-seconds/s, useful model TFLOP/s (the
+trainer's own count, `StepFlops`: real frames and tokens, each module's role under the stage's masks), peak device
+memory next to the
 `mqa-train --plan` estimate, and a plain matmul's TFLOP/s measured in the same run, so the model figure reads as a
 fraction of what the device delivers at all.
 
@@ -157,7 +158,7 @@ def run_stage(config: TrainConfig, batches: list[AudioTextBatch], steps: int, wa
         torch.cuda.reset_peak_memory_stats(device)
     model = QwenAudioModel(config.model, transformer_config(config.model, parallel, layout.device))
     report = apply_stage(model, config, layout)
-    flop_counter = StepFlops(model, report, count_encoder=layout.tensor_parallel_rank == 0)
+    flop_counter = StepFlops(model, config.model, report, count_encoder=layout.tensor_parallel_rank == 0)
     step_flops = flop_counter(batches)
     chunks = wrap_ddp([model])
     model.config.finalize_model_grads_func = finalize_model_grads
@@ -181,7 +182,7 @@ def run_stage(config: TrainConfig, batches: list[AudioTextBatch], steps: int, wa
         "stage": config.stage.name,
         "trainable_parameters": totals.trainable,
         "frozen_parameters": totals.frozen,
-        "flop_terms": [term._asdict() for term in flop_counter.terms],
+        "flop_roles": {name: role.value for name, role in flop_counter.roles.items()},
         "flops_per_step": step_flops,
         "seconds_per_step": seconds,
         "tokens_per_s": sum(batch.tokens.numel() for batch in batches) / seconds,
@@ -212,6 +213,9 @@ def batch_figures(batches: list[AudioTextBatch]) -> dict:
         "target_tokens_per_step": sum(batch.num_target_tokens for batch in batches),
         "encoder_frames_per_step": sum(encoder_frame_count(int(frames)) for batch in batches
                                        for frames in batch.mel_lengths),
+        # what the useful-FLOP count reads (StepFlops): real lengths, without the batches' padding
+        "clip_frames": [int(frames) for batch in batches for frames in batch.mel_lengths],
+        "sequence_lengths": [length for batch in batches for length in batch.sequence_lengths],
         "audio_seconds_per_step": sum(batch.audio_seconds for batch in batches),
     }
 

@@ -28,6 +28,7 @@ class AudioTextBatch:
     # log-mel packed along time, rows in order, clips in order
     mel_lengths: torch.Tensor  # int64 [num_clips]: T of each packed clip
     audio_spans: torch.Tensor  # int64 [num_clips, 3]: (row, start, end); tokens[row, start:end] is <audio>..</audio>
+    sequence_lengths: list[int]  # input positions of each row without its padding (useful-FLOP counts)
     keys: list[str]  # "<set name>/<sample key>" of each row
     tasks: list[str]  # task tag of each row (index.json SampleEntry.task, e.g. "asr"): per-task losses group by it
     num_samples: int  # B
@@ -80,6 +81,7 @@ def collate(samples: list[DecodedSample], pad_token_id: int, tasks: list[str]) -
         mel=torch.from_numpy(np.concatenate(mels, axis=1) if mels else np.zeros((N_MELS, 0), np.float16)),
         mel_lengths=torch.tensor(mel_lengths, dtype=torch.int64),
         audio_spans=torch.tensor(spans, dtype=torch.int64).reshape(-1, 3),
+        sequence_lengths=[len(sample.tokens) - 1 for sample in samples],
         keys=[sample.key for sample in samples],
         tasks=list(tasks),
         num_samples=len(samples),

@@ -8,7 +8,9 @@ same position (all take the same number of steps), so one saved state serves all
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Iterator, Sequence
+from functools import cache
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -24,6 +26,21 @@ from megatron_qwen_audio.data.shard_sets import ShardSet, ShardSetSpec, open_sha
 
 logger = logging.getLogger(__name__)
 DROPPED_SHARE_WARNING = 0.1  # warn when equalizing steps drops more than this share of an epoch
+
+
+@cache
+def worker_start_context() -> multiprocessing.context.BaseContext:
+    """How DataLoader workers start: from a fork server, never by forking the training process itself.
+
+    A training process runs threads (gloo or NCCL, OpenMP, the queue feeders of its other loaders), and a fork taken
+    while one of them holds a lock leaves the child blocked inside fork: the demo's held-out loader, which starts new
+    workers at every evaluation, hung that way with one rank waiting for a batch that never came. The fork server is
+    a fresh single-threaded process; it preloads torch and this module once, so each worker still starts in a
+    fraction of a second.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", __name__])
+    return context
 
 
 def batches_taken(step: int, worker: int, workers: int) -> int:
@@ -119,6 +136,7 @@ class AudioTextLoader:
             stream,
             batch_size=None,
             num_workers=workers,
+            multiprocessing_context=worker_start_context() if workers else None,
             prefetch_factor=self.config.prefetch_batches if workers else None,
             generator=torch.Generator().manual_seed(self.config.seed),  # leaves the global torch RNG untouched
         )

@@ -67,7 +67,9 @@ class ModelConfig:
     rotary_base: float = 10000.0  # RoPE theta
     rms_norm_eps: float = 1e-5  # RMSNorm epsilon: Qwen-Audio's config (Qwen-7B alone used 1e-6)
     qkv_bias: bool = True  # Qwen's query/key/value projections have biases; no other decoder linear has one
-    share_embeddings_and_output_weights: bool = False  # Qwen keeps a separate LM head (untied)
+    # Qwen keeps a separate LM head (untied); only false is supported (kept so configs and checkpoints that state it
+    # still load)
+    share_embeddings_and_output_weights: bool = False
     seq_length: int = 2048  # longest token sequence (audio spans included) the model is built and trained for
     audio_encoder: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
 
@@ -81,6 +83,9 @@ MODEL_PRESETS: Mapping[str, ModelConfig] = MappingProxyType({
         audio_encoder=AudioEncoderConfig.tiny(output_dim=64),
     ),
 })
+
+
+LossAveraging = Literal["token", "sample"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +171,10 @@ class TrainConfig:
     run_dir: str = "runs/train"  # checkpoints, metrics, the resolved config and logs go here
     seed: int = 1234  # model initialisation and dropout (the loader has its own: data.loader.seed)
     steps: int = 1000  # optimizer steps of the run (the learning-rate schedule ends here)
+    # the unit of the training loss's mean over the global batch: "token" (megatron's and HF's: every target token
+    # weighs the same) or "sample" (every sample weighs the same, its tokens share its weight: a one-token task such
+    # as language identification is not drowned by long transcripts). Held-out losses are always per token
+    loss_averaging: LossAveraging = "token"
     log_interval: int = 10  # steps between metric lines
     eval_interval: int = 1000  # steps between held-out evaluations; 0 turns evaluation off
     eval_steps: int = 50  # loader batches per data-parallel rank in one evaluation
@@ -293,6 +302,9 @@ def _check_model(model: ModelConfig) -> None:
     if model.vocab_size < tokenizer_ids:
         raise ConfigError(f"model.vocab_size={model.vocab_size} is smaller than the tokenizer's {tokenizer_ids} ids; "
                           f"use at least {tokenizer_ids} (the released model has {padded_vocab_size()})")
+    if model.share_embeddings_and_output_weights:
+        raise ConfigError("model.share_embeddings_and_output_weights=true: tied embeddings are not supported (Qwen "
+                          "keeps a separate LM head); set it to false")
     if encoder.output_dim != model.hidden_size:
         raise ConfigError(f"model.audio_encoder.output_dim={encoder.output_dim} differs from model.hidden_size="
                           f"{model.hidden_size}; the projection feeds the decoder, so set them equal")

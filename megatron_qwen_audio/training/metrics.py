@@ -14,8 +14,8 @@ run (a new process in the same run directory) reads it and continues that run (`
 append to the same metrics.jsonl.
 
 Throughput: the caller counts what the whole job did over the interval (tokens and audio seconds over all
-data-parallel ranks, model FLOPs over all ranks, see `training_flops`); the logger divides by the interval's wall
-time, and FLOPs also by the devices, so TFLOP/s is per device, comparable with a device's peak.
+data-parallel ranks, useful model FLOPs over all ranks, see training/model_flops.py); the logger divides by the
+interval's wall time, and FLOPs also by the devices, so TFLOP/s is per device, comparable with a device's peak.
 """
 from __future__ import annotations
 
@@ -27,19 +27,10 @@ from pathlib import Path
 
 from megatron_qwen_audio.training.config import WandbConfig
 
-__all__ = ["METRICS_FILE", "WANDB_RUN_ID_FILE", "IntervalMetrics", "MetricsLogger", "training_flops"]
+__all__ = ["METRICS_FILE", "WANDB_RUN_ID_FILE", "IntervalMetrics", "MetricsLogger"]
 
 METRICS_FILE = "metrics.jsonl"
 WANDB_RUN_ID_FILE = "wandb_run_id"
-
-
-def training_flops(parameters: int, positions: int, *, trains: bool, backpropagates: bool) -> float:
-    """Model FLOPs of one module over `positions` tokens or frames: 2 per parameter per position forward (the
-    matrix products; attention scores are left out), times 3 when its weights train (backward computes input and
-    weight gradients), 2 when it is frozen but passes gradients to a trained module before it, 1 when forward-only.
-    """
-    passes = 3 if trains else 2 if backpropagates else 1
-    return 2.0 * parameters * positions * passes
 
 
 @dataclass(frozen=True)
@@ -54,7 +45,7 @@ class IntervalMetrics:
     grad_norm: float = 0.0  # gradient norm of the last update (before clipping)
     tokens: int = 0  # decoder token positions processed
     audio_seconds: float = 0.0  # seconds of audio encoded
-    flops: float = 0.0  # model FLOPs of all ranks (training_flops summed over modules)
+    flops: float = 0.0  # useful model FLOPs of all ranks (training/model_flops.py, summed over ranks)
     seconds: float = 0.0  # wall time of the interval
 
 

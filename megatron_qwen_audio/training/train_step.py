@@ -7,6 +7,11 @@ batch (all micro-batches of all data-parallel ranks). The reported loss follows 
 counts are added over micro-batches, then over the data-parallel ranks, and divided once. The result is the mean loss
 per target token of the global batch, not a mean of per-batch means (which would weigh a short batch's tokens more).
 
+Sample averaging (`loss_averaging: sample`) swaps the unit: each sample contributes the mean loss of its own target
+tokens, and the count is the samples (with targets) of the global batch, so the objective is the mean over samples of
+per-sample means. A one-token target (language identification) then weighs as much as a 40-token transcript instead
+of 1/40 of it. Held-out evaluation always reports the loss per target token, whichever unit training uses.
+
 Every rank of a data-parallel replica (all its tensor- and pipeline-parallel ranks) reads the same batches; each
 pipeline stage takes what it needs from them (see QwenAudioModel.forward).
 """
@@ -21,6 +26,7 @@ import torch.distributed as dist
 from torch import nn
 
 from megatron_qwen_audio.data.collate import AudioTextBatch
+from megatron_qwen_audio.training.config import LossAveraging
 
 __all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "train_step"]
 
@@ -30,14 +36,15 @@ ROW_REPORT_KEY = "row loss"
 
 @dataclass(frozen=True)
 class LossSum:
-    """Summed per-token loss and the target tokens it covers (zero on ranks other than the last pipeline stage)."""
+    """Summed loss and what it is averaged over: target tokens, or samples for a training loss with sample averaging
+    (module doc). Zero on ranks other than the last pipeline stage."""
 
     total: float
-    tokens: int
+    tokens: int  # the count the mean divides by (target tokens, or samples with sample averaging)
 
     @property
     def mean(self) -> float:
-        """Loss per target token (NaN when there was none)."""
+        """Loss per target token, or per sample (NaN when there was none)."""
         return self.total / self.tokens if self.tokens else float("nan")
 
     def __add__(self, other: LossSum) -> LossSum:
@@ -68,29 +75,36 @@ def model_inputs(batch: AudioTextBatch, device: torch.device) -> dict[str, torch
     }
 
 
-def _forward_step(data_iterator, model: nn.Module):
+def _forward_step(loss_averaging: LossAveraging, data_iterator, model: nn.Module):
     inputs = next(data_iterator)
-    return model(**inputs), partial(_summed_token_loss, inputs["loss_mask"])
+    return model(**inputs), partial(_summed_loss, loss_averaging, inputs["loss_mask"])
 
 
-def _summed_token_loss(loss_mask: torch.Tensor, masked_losses: torch.Tensor):
-    """(sum of the masked per-token losses, target tokens, report) for the per-token-loss schedule; the report also
-    holds each row's loss sum and target tokens."""
-    total = masked_losses.sum()
-    tokens = loss_mask.sum().to(torch.int)
-    rows = torch.stack([masked_losses.detach().sum(dim=1), loss_mask.detach().sum(dim=1)]).double()
-    return total, tokens, {LOSS_REPORT_KEY: torch.stack([total.detach().clone(), tokens.detach().float()]),
-                           ROW_REPORT_KEY: rows}
+def _summed_loss(loss_averaging: LossAveraging, loss_mask: torch.Tensor, masked_losses: torch.Tensor):
+    """(summed loss, count, report) for the per-token-loss schedule, which divides by the count of the global batch:
+    the masked per-token losses and the target tokens, or with sample averaging each row's mean loss and the rows
+    with targets (module doc). The report also holds each row's loss sum and target tokens."""
+    row_totals, row_tokens = masked_losses.sum(dim=1), loss_mask.sum(dim=1)
+    if loss_averaging == "sample":
+        has_targets = row_tokens > 0
+        total = (row_totals[has_targets] / row_tokens[has_targets]).sum()
+        count = has_targets.sum().to(torch.int)
+    else:
+        total = row_totals.sum()
+        count = row_tokens.sum().to(torch.int)
+    rows = torch.stack([row_totals.detach(), row_tokens.detach()]).double()
+    return total, count, {LOSS_REPORT_KEY: torch.stack([total.detach().clone(), count.detach().float()]),
+                          ROW_REPORT_KEY: rows}
 
 
-def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict],
-                  forward_only: bool) -> tuple[LossSum, list[torch.Tensor]]:
+def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict], forward_only: bool,
+                  loss_averaging: LossAveraging = "token") -> tuple[LossSum, list[torch.Tensor]]:
     """Run the micro-batches through this rank's pipeline stage; the loss of this data-parallel rank's share and
     the per-row (loss sum, target tokens) of each micro-batch (see StepResult.row_losses)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     reports = get_forward_backward_func()(
-        forward_step_func=_forward_step,
+        forward_step_func=partial(_forward_step, loss_averaging),
         data_iterator=iter(micro_batches),
         model=list(model_chunks),
         num_microbatches=len(micro_batches),
@@ -116,13 +130,15 @@ def _sum_over_data_parallel(loss: LossSum) -> LossSum:
     return LossSum(total, round(tokens))
 
 
-def train_step(model_chunks: Sequence[nn.Module], optimizer, micro_batches: Sequence[dict]) -> StepResult:
+def train_step(model_chunks: Sequence[nn.Module], optimizer, micro_batches: Sequence[dict],
+               loss_averaging: LossAveraging = "token") -> StepResult:
     """Forward and backward `micro_batches` (this data-parallel rank's share of the global batch, as model_inputs),
-    then one clipped optimizer update. The caller advances the learning-rate schedule."""
+    then one clipped optimizer update; `loss_averaging` is the unit of the mean (module doc). The caller advances
+    the learning-rate schedule."""
     for chunk in model_chunks:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
-    local, row_losses = _run_schedule(model_chunks, micro_batches, forward_only=False)
+    local, row_losses = _run_schedule(model_chunks, micro_batches, forward_only=False, loss_averaging=loss_averaging)
     _, grad_norm, _ = optimizer.step()
     return StepResult(loss=_sum_over_data_parallel(local), grad_norm=float(grad_norm or 0.0), row_losses=row_losses)
 

@@ -17,13 +17,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from megatron_qwen_audio.audio.lengths import encoder_frame_count
 from megatron_qwen_audio.data.collate import AudioTextBatch
 from megatron_qwen_audio.data.loader import AudioTextLoader
 from megatron_qwen_audio.data.shard_sets import ShardSet
@@ -34,15 +32,16 @@ from megatron_qwen_audio.runtime.parallel import ParallelLayout, initialize_para
 from megatron_qwen_audio.text.fetch import resolve_tokenizer_file
 from megatron_qwen_audio.text.tokenizer import QwenTokenizer
 from megatron_qwen_audio.training.checkpointing import CheckpointManager, checkpoint_folder
-from megatron_qwen_audio.training.config import ConfigError, TrainConfig, batch_summary, config_to_dict
+from megatron_qwen_audio.training.config import ConfigError, ModelConfig, TrainConfig, batch_summary, config_to_dict
 from megatron_qwen_audio.training.freeze import FreezeReport, apply_freeze
 from megatron_qwen_audio.training.lr_schedule import LRScheduler
-from megatron_qwen_audio.training.metrics import IntervalMetrics, MetricsLogger, training_flops
+from megatron_qwen_audio.training.metrics import IntervalMetrics, MetricsLogger
+from megatron_qwen_audio.training.model_flops import Role, useful_step_flops
 from megatron_qwen_audio.training.optimizer import build_optimizer, wrap_ddp
 from megatron_qwen_audio.training.preemption import PreemptionFlag
 from megatron_qwen_audio.training.train_step import LossSum, StepResult, evaluate, model_inputs, train_step
 
-__all__ = ["FlopTerm", "StepFlops", "Trainer", "apply_stage", "check_tokenizer"]
+__all__ = ["StepFlops", "Trainer", "apply_stage", "check_tokenizer"]
 
 # the model's top-level modules in data-flow order (a module back-propagates when one before it trains); the
 # embedding is a lookup, not a matrix product, and counts no FLOPs
@@ -91,7 +90,8 @@ class Trainer:
             self._print(f"initial weights from {config.init_from}")
         self.freeze_report = apply_stage(model, config, self.layout)
         self._print(self.freeze_report.render())
-        self.step_flops = StepFlops(model, self.freeze_report, count_encoder=self.layout.tensor_parallel_rank == 0)
+        self.step_flops = StepFlops(model, config.model, self.freeze_report,
+                                    count_encoder=self.layout.tensor_parallel_rank == 0)
 
         self.model_chunks = wrap_ddp([model])
         model.config.finalize_model_grads_func = finalize_model_grads  # adds the encoder's tensor-parallel sum
@@ -122,7 +122,8 @@ class Trainer:
                 step_batches = [next(batches) for _ in range(config.parallel.micro_batches_per_step)]
                 learning_rate = self.scheduler.current_lr
                 result = train_step(self.model_chunks, self.optimizer,
-                                    [model_inputs(batch, self.device) for batch in step_batches])
+                                    [model_inputs(batch, self.device) for batch in step_batches],
+                                    config.loss_averaging)
                 self.scheduler.step()
                 self.step += 1
                 interval.add(result, step_batches, self.step_flops(step_batches))
@@ -216,38 +217,43 @@ def _sum_tasks_over_group(task_sums: dict[str, LossSum], group) -> dict[str, Los
     return {task: totals[task] for task in sorted(totals) if totals[task].tokens}
 
 
-class FlopTerm(NamedTuple):
-    """What the FLOP estimate needs of one of this rank's modules; fixed once the stage's freeze masks are applied."""
-
-    name: str
-    parameters: int
-    trains: bool
-    backpropagates: bool  # a module before it trains, so its activation gradients are computed
-
-
 class StepFlops:
-    """Model FLOPs this rank's modules spend on a step, from the stage's freeze masks (the training metrics and the
-    step benchmark count alike). `count_encoder`: the encoder is counted once per replica, on TP rank 0."""
+    """Useful model FLOPs this rank spends on a step (training/model_flops.py): real clip frames and tokens only, each
+    module's backward set by its role under the stage's freeze masks (of the whole replica, so a later pipeline stage
+    knows that an encoder before it trains). The training metrics and the step benchmark count alike.
 
-    def __init__(self, model: nn.Module, report: FreezeReport, count_encoder: bool) -> None:
-        self.terms: list[FlopTerm] = []
+    The encoder counts once per replica, on TP rank 0 (`count_encoder`); the decoder layers and the LM head are split
+    over the TP ranks, so each counts its 1/TP share, and the sum over all ranks is the model's.
+    """
+
+    def __init__(self, model: nn.Module, model_config: ModelConfig, report: FreezeReport, count_encoder: bool) -> None:
+        self.model_config = model_config
+        self.tensor_parallel = model.config.tensor_model_parallel_size
+        self.vocab_rows = model.padded_vocab_size
+        self.decoder_layers = len(model.decoder.layers)
+        self.roles: dict[str, Role] = {}
         for name in FLOP_MODULES:
-            module = getattr(model, name, None)
-            if module is None or (name == "audio_encoder" and not count_encoder):
+            if getattr(model, name, None) is None or (name == "audio_encoder" and not count_encoder):
                 continue
             earlier = MODULE_ORDER[:MODULE_ORDER.index(name)]
-            self.terms.append(FlopTerm(
-                name, sum(parameter.numel() for parameter in module.parameters()),
-                trains=report.counts[name].trainable > 0,
-                backpropagates=any(report.counts[before].trainable > 0 for before in earlier
-                                   if before in report.counts)))
+            if report.counts[name].trainable > 0:
+                self.roles[name] = Role.TRAINED
+            elif any(report.counts[before].trainable > 0 for before in earlier if before in report.counts):
+                self.roles[name] = Role.BACKPROPAGATED
+            else:
+                self.roles[name] = Role.FORWARD
 
     def __call__(self, batches: Sequence[AudioTextBatch]) -> float:
-        positions = sum(batch.tokens.numel() for batch in batches)
-        encoder_frames = sum(encoder_frame_count(int(frames)) for batch in batches for frames in batch.mel_lengths)
-        return sum(training_flops(term.parameters, encoder_frames if term.name == "audio_encoder" else positions,
-                                  trains=term.trains, backpropagates=term.backpropagates)
-                   for term in self.terms)
+        model = self.model_config
+        shapes = dict(clip_frames=[int(frames) for batch in batches for frames in batch.mel_lengths],
+                      sequence_lengths=[length for batch in batches for length in batch.sequence_lengths],
+                      target_tokens=sum(batch.num_target_tokens for batch in batches),
+                      decoder_layers=self.decoder_layers)
+        sizes = (model.audio_encoder, model.hidden_size, model.ffn_hidden_size, self.vocab_rows)
+        encoder = {name: role for name, role in self.roles.items() if name == "audio_encoder"}
+        split = {name: role for name, role in self.roles.items() if name != "audio_encoder"}
+        return (useful_step_flops(*sizes, **shapes, roles=encoder)
+                + useful_step_flops(*sizes, **shapes, roles=split) / self.tensor_parallel)
 
 
 def check_tokenizer(sets: Sequence[ShardSet], tokenizer_file: Path | None = None) -> None:

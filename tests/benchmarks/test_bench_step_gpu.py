@@ -1,6 +1,6 @@
 """The one-device training-step benchmark, run as a user runs it (a fresh process) on the CPU runtime with the tiny
-model: both stages report positive figures, and the model FLOPs it reports are those that `training_flops` gives for
-each stage's freeze masks, recomputed here from the parameter counts and batch sizes it prints. Two clips cut into two
+model: both stages report positive figures, and the model FLOPs it reports are the useful FLOPs of each stage's
+module roles, recomputed here with `useful_step_flops` from the real lengths it prints. Two clips cut into two
 micro-batches, so a count of one micro-batch instead of the step would show."""
 import json
 import subprocess
@@ -10,16 +10,18 @@ from pathlib import Path
 import pytest
 from process_launch import clean_environment
 
-from megatron_qwen_audio.training.metrics import training_flops
+from megatron_qwen_audio.training.config import MODEL_PRESETS, padded_vocab
+from megatron_qwen_audio.training.model_flops import Role, useful_step_flops
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_step_gpu.py"
 TIMEOUT_S = 180
-# per stage and module: (trains, backpropagates) as the configs' masks imply; stage 1: the encoder trains and the
-# frozen LLM passes gradients back to it; stage 2: the LLM trains and the frozen encoder only runs forward
-EXPECTED_MASKS = {
-    "stage1_pretrain": {"audio_encoder": (True, False), "decoder": (False, True), "output_layer": (False, True)},
-    "stage2_sft": {"audio_encoder": (False, False), "decoder": (True, True), "output_layer": (True, True)},
+# per stage, each module's role as the configs' masks imply; stage 1: the encoder trains and the frozen LLM passes
+# gradients back to it; stage 2: the LLM trains and the frozen encoder only runs forward
+EXPECTED_ROLES = {
+    "stage1_pretrain": {"audio_encoder": Role.TRAINED, "decoder": Role.BACKPROPAGATED,
+                        "output_layer": Role.BACKPROPAGATED},
+    "stage2_sft": {"audio_encoder": Role.FORWARD, "decoder": Role.TRAINED, "output_layer": Role.TRAINED},
 }
 FIGURES = ("seconds_per_step", "tokens_per_s", "audio_seconds_per_s", "tflops", "fraction_of_matmul",
            "flops_per_step")
@@ -41,7 +43,7 @@ def figures(tmp_path_factory) -> dict:
 def test_both_stages_report_positive_figures(figures):
     assert figures["batch"]["clips"] == 2 and figures["batch"]["micro_batches"] == 2
     assert figures["matmul"]["tflops"] > 0
-    assert [stage["stage"] for stage in figures["stages"]] == list(EXPECTED_MASKS)
+    assert [stage["stage"] for stage in figures["stages"]] == list(EXPECTED_ROLES)
     for stage in figures["stages"]:
         assert all(stage[name] > 0 for name in FIGURES), stage
         assert stage["planned_memory_gib"] > 0 and stage["peak_memory_gib"] is None  # no device memory on CPU
@@ -57,18 +59,16 @@ def test_rates_are_the_step_totals_over_the_step_time(figures):
         assert stage["fraction_of_matmul"] == pytest.approx(stage["tflops"] / figures["matmul"]["tflops"])
 
 
-def test_model_flops_follow_each_stages_freeze_masks(figures):
-    batch = figures["batch"]
-    terms = {stage["stage"]: {term["name"]: term for term in stage["flop_terms"]} for stage in figures["stages"]}
-    sizes = {name: term["parameters"] for name, term in terms["stage1_pretrain"].items()}
+def test_model_flops_are_the_useful_flops_of_each_stages_roles(figures):
+    batch, model = figures["batch"], MODEL_PRESETS["tiny"]
     for stage in figures["stages"]:
-        masks, stage_terms = EXPECTED_MASKS[stage["stage"]], terms[stage["stage"]]
-        assert {name: (term["trains"], term["backpropagates"]) for name, term in stage_terms.items()} == masks
-        assert {name: term["parameters"] for name, term in stage_terms.items()} == sizes  # one model, two masks
-        expected = sum(training_flops(sizes[name], batch["encoder_frames_per_step"] if name == "audio_encoder"
-                                      else batch["positions_per_step"], trains=trains, backpropagates=backpropagates)
-                       for name, (trains, backpropagates) in masks.items())
+        roles = EXPECTED_ROLES[stage["stage"]]
+        assert stage["flop_roles"] == {name: role.value for name, role in roles.items()}
+        expected = useful_step_flops(
+            model.audio_encoder, model.hidden_size, model.ffn_hidden_size, padded_vocab(model.vocab_size, 1, 128),
+            clip_frames=batch["clip_frames"], sequence_lengths=batch["sequence_lengths"],
+            target_tokens=batch["target_tokens_per_step"], decoder_layers=figures["layers"], roles=roles)
         assert stage["flops_per_step"] == pytest.approx(expected)
     stage1, stage2 = figures["stages"]
-    assert stage1["trainable_parameters"] == stage2["frozen_parameters"] == sizes["audio_encoder"]
+    assert stage1["trainable_parameters"] == stage2["frozen_parameters"]  # one model, two masks
     assert stage1["flops_per_step"] != pytest.approx(stage2["flops_per_step"])

@@ -1,4 +1,5 @@
 """The loader end to end: real DataLoader workers, ranks simulated in one process (no process group needed)."""
+import multiprocessing
 import re
 from dataclasses import fields, replace
 from pathlib import Path
@@ -122,7 +123,9 @@ def test_a_restored_loader_continues_identically_and_decodes_none_of_the_skipped
             log.write(f"{epoch} {decoded.key}\n")
         return decoded
 
-    monkeypatch.setattr(RankBatchStream, "_decode", logging_decode)  # inherited by the forked workers
+    monkeypatch.setattr(RankBatchStream, "_decode", logging_decode)
+    # forked workers inherit the patched decode (the loader's own fork server would start them without it)
+    monkeypatch.setattr(loader_module, "worker_start_context", lambda: multiprocessing.get_context("fork"))
     restored = AudioTextLoader(specs, config, dp_rank=1, dp_size=2)
     restored.load_state_dict(state)
     resumed = take(restored, epoch_steps + 3 - stop)

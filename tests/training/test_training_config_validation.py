@@ -41,6 +41,9 @@ def test_the_valid_config_passes_at_world_sizes_1_and_2(valid_config_file):
     (["model.audio_encoder.output_dim=96"], 1,
      "model.audio_encoder.output_dim=96 differs from model.hidden_size=64; the projection feeds the decoder, so set "
      "them equal"),
+    (["model.share_embeddings_and_output_weights=true"], 1,
+     "model.share_embeddings_and_output_weights=true: tied embeddings are not supported (Qwen keeps a separate LM "
+     "head); set it to false"),
     (["model.layers=5", "parallel.pipeline_parallel=2"], 2,
      "model.layers=5 is not divisible by parallel.pipeline_parallel=2; list an uneven split in parallel.stage_layers, "
      "e.g. [2, 3]"),

@@ -5,13 +5,7 @@ import json
 import pytest
 
 from megatron_qwen_audio.training.config import WandbConfig
-from megatron_qwen_audio.training.metrics import (
-    METRICS_FILE,
-    WANDB_RUN_ID_FILE,
-    IntervalMetrics,
-    MetricsLogger,
-    training_flops,
-)
+from megatron_qwen_audio.training.metrics import METRICS_FILE, WANDB_RUN_ID_FILE, IntervalMetrics, MetricsLogger
 
 INTERVAL = IntervalMetrics(step=10, loss=2.5, task_losses={"asr": 2.0, "aac": 3.25},
                            task_tokens={"asr": 4000, "aac": 2000}, lr=1e-4, grad_norm=0.75,
@@ -76,12 +70,6 @@ def test_non_logging_ranks_write_nothing(tmp_path, wandb_offline):
     logger.close()
     assert not run_dir.exists()
     assert not (tmp_path / "wandb_home").exists()
-
-
-def test_training_flops_counts_passes():
-    assert training_flops(1000, 10, trains=True, backpropagates=True) == 60_000  # 2 x 1000 x 10 x 3
-    assert training_flops(1000, 10, trains=False, backpropagates=True) == 40_000
-    assert training_flops(1000, 10, trains=False, backpropagates=False) == 20_000
 
 
 def test_wandb_offline_run_lives_in_the_run_dir_and_resumes(tmp_path, wandb_offline):
