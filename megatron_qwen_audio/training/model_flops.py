@@ -24,7 +24,7 @@ from enum import Enum
 from megatron_qwen_audio.audio.lengths import audio_token_count, encoder_frame_count
 from megatron_qwen_audio.model.audio_encoder import AudioEncoderConfig
 
-__all__ = ["Role", "audio_encoder_flops", "decoder_layer_flops", "output_layer_flops", "useful_step_flops"]
+__all__ = ["Role", "audio_encoder_flops", "decoder_layer_flops", "module_flops", "output_layer_flops"]
 
 CONV_KERNEL = 3  # both conv stem layers
 
@@ -81,17 +81,18 @@ def output_layer_flops(hidden: int, vocab_rows: int, target_tokens: int, role: R
     return 2.0 * target_tokens * hidden * vocab_rows * role.weighted_passes
 
 
-def useful_step_flops(encoder: AudioEncoderConfig, hidden: int, ffn_hidden: int, vocab_rows: int, *,
-                      clip_frames: Sequence[int], sequence_lengths: Sequence[int], target_tokens: int,
-                      decoder_layers: int, roles: dict[str, Role]) -> float:
-    """Useful FLOPs of the modules named in `roles` ("audio_encoder", "decoder", "output_layer"; a pipeline stage
+def module_flops(encoder: AudioEncoderConfig, hidden: int, ffn_hidden: int, vocab_rows: int, *,
+                 clip_frames: Sequence[int], sequence_lengths: Sequence[int], target_tokens: int,
+                 decoder_layers: int, roles: dict[str, Role]) -> dict[str, float]:
+    """Useful FLOPs of each module named in `roles` ("audio_encoder", "decoder", "output_layer"; a pipeline stage
     names only its own) over one step's samples: every clip's mel frames, every sample's input tokens (its length
-    without padding) and the target tokens; `decoder_layers` is how many layers the "decoder" entry covers."""
-    total = 0.0
+    without padding) and the target tokens; `decoder_layers` is how many layers the "decoder" entry covers. A step's
+    useful FLOPs are their sum."""
+    flops = {}
     if "audio_encoder" in roles:
-        total += audio_encoder_flops(encoder, clip_frames, roles["audio_encoder"])
+        flops["audio_encoder"] = audio_encoder_flops(encoder, clip_frames, roles["audio_encoder"])
     if "decoder" in roles:
-        total += decoder_layers * decoder_layer_flops(hidden, ffn_hidden, sequence_lengths, roles["decoder"])
+        flops["decoder"] = decoder_layers * decoder_layer_flops(hidden, ffn_hidden, sequence_lengths, roles["decoder"])
     if "output_layer" in roles:
-        total += output_layer_flops(hidden, vocab_rows, target_tokens, roles["output_layer"])
-    return total
+        flops["output_layer"] = output_layer_flops(hidden, vocab_rows, target_tokens, roles["output_layer"])
+    return flops

@@ -36,7 +36,7 @@ from megatron_qwen_audio.training.config import ConfigError, ModelConfig, TrainC
 from megatron_qwen_audio.training.freeze import FreezeReport, apply_freeze
 from megatron_qwen_audio.training.lr_schedule import LRScheduler
 from megatron_qwen_audio.training.metrics import IntervalMetrics, MetricsLogger
-from megatron_qwen_audio.training.model_flops import Role, useful_step_flops
+from megatron_qwen_audio.training.model_flops import Role, module_flops
 from megatron_qwen_audio.training.optimizer import build_optimizer, wrap_ddp
 from megatron_qwen_audio.training.preemption import PreemptionFlag
 from megatron_qwen_audio.training.train_step import LossSum, StepResult, evaluate, model_inputs, train_step
@@ -245,15 +245,12 @@ class StepFlops:
 
     def __call__(self, batches: Sequence[AudioTextBatch]) -> float:
         model = self.model_config
-        shapes = dict(clip_frames=[int(frames) for batch in batches for frames in batch.mel_lengths],
-                      sequence_lengths=[length for batch in batches for length in batch.sequence_lengths],
-                      target_tokens=sum(batch.num_target_tokens for batch in batches),
-                      decoder_layers=self.decoder_layers)
-        sizes = (model.audio_encoder, model.hidden_size, model.ffn_hidden_size, self.vocab_rows)
-        encoder = {name: role for name, role in self.roles.items() if name == "audio_encoder"}
-        split = {name: role for name, role in self.roles.items() if name != "audio_encoder"}
-        return (useful_step_flops(*sizes, **shapes, roles=encoder)
-                + useful_step_flops(*sizes, **shapes, roles=split) / self.tensor_parallel)
+        flops = module_flops(model.audio_encoder, model.hidden_size, model.ffn_hidden_size, self.vocab_rows,
+                             clip_frames=[int(frames) for batch in batches for frames in batch.mel_lengths],
+                             sequence_lengths=[length for batch in batches for length in batch.sequence_lengths],
+                             target_tokens=sum(batch.num_target_tokens for batch in batches),
+                             decoder_layers=self.decoder_layers, roles=self.roles)
+        return sum(count if name == "audio_encoder" else count / self.tensor_parallel for name, count in flops.items())
 
 
 def check_tokenizer(sets: Sequence[ShardSet], tokenizer_file: Path | None = None) -> None:

@@ -1,6 +1,6 @@
 """The one-device training-step benchmark, run as a user runs it (a fresh process) on the CPU runtime with the tiny
 model: both stages report positive figures, and the model FLOPs it reports are the useful FLOPs of each stage's
-module roles, recomputed here with `useful_step_flops` from the real lengths it prints. Two clips cut into two
+module roles, recomputed here with `module_flops` from the real lengths it prints. Two clips cut into two
 micro-batches, so a count of one micro-batch instead of the step would show."""
 import json
 import subprocess
@@ -11,7 +11,7 @@ import pytest
 from process_launch import clean_environment
 
 from megatron_qwen_audio.training.config import MODEL_PRESETS, padded_vocab
-from megatron_qwen_audio.training.model_flops import Role, useful_step_flops
+from megatron_qwen_audio.training.model_flops import Role, module_flops
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "bench_step_gpu.py"
@@ -64,10 +64,10 @@ def test_model_flops_are_the_useful_flops_of_each_stages_roles(figures):
     for stage in figures["stages"]:
         roles = EXPECTED_ROLES[stage["stage"]]
         assert stage["flop_roles"] == {name: role.value for name, role in roles.items()}
-        expected = useful_step_flops(
+        expected = sum(module_flops(
             model.audio_encoder, model.hidden_size, model.ffn_hidden_size, padded_vocab(model.vocab_size, 1, 128),
             clip_frames=batch["clip_frames"], sequence_lengths=batch["sequence_lengths"],
-            target_tokens=batch["target_tokens_per_step"], decoder_layers=figures["layers"], roles=roles)
+            target_tokens=batch["target_tokens_per_step"], decoder_layers=figures["layers"], roles=roles).values())
         assert stage["flops_per_step"] == pytest.approx(expected)
     stage1, stage2 = figures["stages"]
     assert stage1["trainable_parameters"] == stage2["frozen_parameters"]  # one model, two masks
