@@ -26,8 +26,10 @@ import argparse
 import gc
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,12 +111,14 @@ def synthetic_samples(clips: int, seed: int) -> list[DecodedSample]:
 
 
 def micro_batches(samples: list[DecodedSample], loader: LoaderConfig) -> list[AudioTextBatch]:
-    """The samples sorted by length and cut under the loader's budget, as the loader cuts a pool, then collated."""
+    """The samples sorted by length and cut under the loader's budget, as the loader cuts a pool, then collated
+    (packed into one row per micro-batch with data.loader.pack_sequences)."""
     def size(sample: DecodedSample) -> SampleSize:
         return SampleSize(len(sample.tokens) - 1, sum(mel.shape[1] for mel in sample.mels))
 
-    budget = BatchBudget(loader.max_batch_tokens, loader.max_batch_frames, loader.max_batch_samples)
-    return [collate(batch, loader.pad_token_id, ["transcribe"] * len(batch))
+    budget = BatchBudget(loader.max_batch_tokens, loader.max_batch_frames, loader.max_batch_samples,
+                         packed=loader.pack_sequences)
+    return [collate(batch, loader.pad_token_id, ["transcribe"] * len(batch), pack=loader.pack_sequences)
             for batch in cut_batches(sorted(samples, key=size), size, budget)]
 
 
@@ -170,13 +174,7 @@ def run_stage(config: TrainConfig, batches: list[AudioTextBatch], steps: int, wa
         scheduler.step()
         return result.loss.mean
 
-    for _ in range(warmup):
-        step()
-    _synchronize(device)
-    started = time.perf_counter()
-    losses = [step() for _ in range(steps)]
-    _synchronize(device)
-    seconds = (time.perf_counter() - started) / steps
+    seconds, losses = timed_steps(step, steps, warmup, device)
     totals = report.totals
     return {
         "stage": config.stage.name,
@@ -192,6 +190,18 @@ def run_stage(config: TrainConfig, batches: list[AudioTextBatch], steps: int, wa
         "peak_memory_gib": torch.cuda.max_memory_allocated(device) / GIB if device.type == "cuda" else None,
         "planned_memory_gib": memory_plan(config, world_size=1)[0].total_bytes / GIB,
     }
+
+
+def timed_steps(step: Callable[[], float], steps: int, warmup: int, device: torch.device) -> tuple[float, list[float]]:
+    """Run `warmup` untimed, then `steps` timed calls of `step` (returning its loss) with the device synchronised
+    around them: seconds per step and the timed losses."""
+    for _ in range(warmup):
+        step()
+    _synchronize(device)
+    started = time.perf_counter()
+    losses = [step() for _ in range(steps)]
+    _synchronize(device)
+    return (time.perf_counter() - started) / steps, losses
 
 
 def release_stage() -> None:
@@ -243,25 +253,36 @@ def report_lines(result: dict) -> list[str]:
     return lines
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def benchmark_parser(description: str) -> argparse.ArgumentParser:
+    """The options every one-device benchmark takes: device, preset, config overrides, output file."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--preset", default="qwen_audio_7b", help="model preset (tiny: the CPU-sized model)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for both stages, e.g. data.loader.max_batch_tokens=4096")
+    parser.add_argument("--out", type=Path, help="write the figures to this JSON file")
+    return parser
+
+
+def parse_with_device_defaults(parser: argparse.ArgumentParser, defaults: dict[str, Any],
+                               argv: list[str] | None) -> argparse.Namespace:
+    """Parse, then fill every option left unset from the chosen device's defaults (a dataclass per device)."""
+    args = parser.parse_args(argv)
+    for name, value in asdict(defaults[args.device]).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = benchmark_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--layers", type=int, default=4, help="decoder layers kept (the released model has 32)")
     parser.add_argument("--clips", type=int, help="clips in one step's global batch (default: 64 on cuda, 1 on cpu)")
     parser.add_argument("--steps", type=int, help="timed steps per stage (default: 10 on cuda, 2 on cpu)")
     parser.add_argument("--warmup", type=int, help="untimed steps before them (default: 3 on cuda, 1 on cpu)")
     parser.add_argument("--matmul-size", type=int, help="side of the reference matmul (default: 8192 on cuda, 1024 "
                                                         "on cpu)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for both stages, e.g. data.loader.max_batch_tokens=4096")
-    parser.add_argument("--out", type=Path, help="write the figures to this JSON file")
-    args = parser.parse_args(argv)
-    defaults = DEVICE_DEFAULTS[args.device]
-    for name, value in asdict(defaults).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    return args
+    return parse_with_device_defaults(parser, DEVICE_DEFAULTS, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -275,17 +296,26 @@ def main(argv: list[str] | None = None) -> dict:
         stages.append(run_stage(config, batches, args.steps, args.warmup))
         release_stage()
     device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
-    matmul = {"size": args.matmul_size, "dtype": str(dtype).removeprefix("torch."),
-              "tflops": matmul_tflops(args.matmul_size, dtype, device)}
+    matmul = matmul_figures(args.matmul_size, dtype, device)
     for stage in stages:
         stage["fraction_of_matmul"] = stage["tflops"] / matmul["tflops"]
     shutdown_parallel()
     result = {"device": name, "preset": args.preset, "layers": args.layers, "steps": args.steps,
               "warmup": args.warmup, "batch": batch_figures(batches), "matmul": matmul, "stages": stages}
-    print("\n".join(report_lines(result)), flush=True)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    publish(result, report_lines(result), args.out)
     return result
+
+
+def matmul_figures(size: int, dtype: torch.dtype, device: torch.device) -> dict:
+    """The reference matmul's side, dtype and TFLOP/s, as the benchmarks record them."""
+    return {"size": size, "dtype": str(dtype).removeprefix("torch."), "tflops": matmul_tflops(size, dtype, device)}
+
+
+def publish(result: dict, lines: list[str], out: Path | None) -> None:
+    """Print the report lines; write the figures as JSON to `out` when given."""
+    print("\n".join(lines), flush=True)
+    if out:
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Multi-process tests launch fresh ranks; a RANK or MASTER_PORT inherited from an 
 running the suite) would make them join the wrong group, and a rank left with every core's threads makes 4 ranks on
 2 cores crawl (engine_facts: 1 s -> 0.03 s per step with OMP_NUM_THREADS=1).
 """
+import json
 import os
 import subprocess
 import sys
@@ -45,3 +46,14 @@ def torchrun(processes: int, worker_arguments: list[str], description: str, time
     if finished.returncode != 0:
         pytest.fail(f"torchrun x{processes} {description} failed:\n{finished.stdout[-3000:]}\n"
                     f"{finished.stderr[-6000:]}")
+
+
+def run_benchmark(script: Path, arguments: list[str], out: Path, timeout_s: float) -> dict:
+    """Run a benchmark script as a user does (a fresh process from the repository root) with `--out out`; its
+    figures, or a test failure with its output."""
+    finished = subprocess.run([sys.executable, str(script), *arguments, "--out", str(out)], env=clean_environment(),
+                              cwd=script.parents[1], capture_output=True, text=True, timeout=timeout_s, check=False)
+    if finished.returncode != 0:
+        pytest.fail(f"{script.name} failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
+    print(finished.stdout)
+    return json.loads(out.read_text())

@@ -51,10 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "batching_pool"):
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
                             help=f"LoaderConfig.{name} (default {getattr(defaults, name)})")
+    parser.add_argument("--pack-sequences", action="store_true", help="LoaderConfig.pack_sequences: one packed row "
+                        "per batch, max-batch-tokens bounding the summed sequences")
     args = parser.parse_args(argv)
     config = LoaderConfig(**{name: getattr(args, name) for name in (
         "workers", "seed", "max_batch_tokens", "max_batch_frames", "max_batch_samples", "shuffle_buffer",
-        "batching_pool")})
+        "batching_pool", "pack_sequences")})
     weights = args.weights or [1.0] * len(args.sets)
     if len(weights) != len(args.sets):
         parser.error(f"--weights has {len(weights)} values for {len(args.sets)} sets")

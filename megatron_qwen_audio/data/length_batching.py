@@ -1,7 +1,8 @@
 """Length-aware batching under a budget: dense batches for variable-length audio and text.
 
-A batch costs padded decoder positions (batch size x longest sequence) and encoder work (the sum of its clips' mel
-frames, since the encoder takes clips packed along time). Sorting a pool of samples by length before cutting it
+A batch costs decoder positions (batch size x longest sequence when rows are padded; the sum of the sequences when
+the batch is packed into one row) and encoder work (the sum of its clips' mel frames, since the encoder takes clips
+packed along time). Sorting a pool of samples by length before cutting it
 into batches keeps padding small; shuffling the batches of a pool afterwards keeps long and short batches mixed in
 time. Works on any items: the caller says how long each one is.
 """
@@ -22,9 +23,14 @@ class SampleSize(NamedTuple):  # a tuple, so sorting by length compares in C
 
 @dataclass(frozen=True)
 class BatchBudget:
-    max_tokens: int  # batch size x longest sequence
+    max_tokens: int  # batch size x longest sequence, or with `packed` the summed sequences
     max_frames: int  # summed mel frames
     max_samples: int  # batch size
+    packed: bool = False  # the batch becomes one packed row (collate's pack): no padding positions to pay for
+
+    def positions(self, samples: int, longest: int, summed: int) -> int:
+        """Decoder positions a batch of `samples` sequences (the longest `longest`, together `summed`) occupies."""
+        return summed if self.packed else samples * longest
 
     def refusal(self, size: SampleSize) -> str | None:
         """Why a sample can never be batched under this budget, or None when it fits alone."""
@@ -45,21 +51,21 @@ def cut_batches(items: list[Item], size: Callable[[Item], SampleSize], budget: B
     """Cut items, in the given order, into consecutive batches that each stay within the budget."""
     batches: list[list[Item]] = []
     batch: list[Item] = []
-    longest = frames = 0
+    longest = summed = frames = 0
     for item in items:
         item_size = size(item)
         grown_longest = max(longest, item_size.sequence)
         fits = (
             len(batch) < budget.max_samples
-            and (len(batch) + 1) * grown_longest <= budget.max_tokens
+            and budget.positions(len(batch) + 1, grown_longest, summed + item_size.sequence) <= budget.max_tokens
             and frames + item_size.frames <= budget.max_frames
         )
         if batch and not fits:
             batches.append(batch)
-            batch, longest, frames = [], 0, 0
+            batch, longest, summed, frames = [], 0, 0, 0
             grown_longest = item_size.sequence
         batch.append(item)
-        longest, frames = grown_longest, frames + item_size.frames
+        longest, summed, frames = grown_longest, summed + item_size.sequence, frames + item_size.frames
     if batch:
         batches.append(batch)
     return batches

@@ -78,7 +78,8 @@ class RankBatchStream(IterableDataset):
         raw_batches = gather_batches(batches, read_needed_samples(self.sets, shards, needed))
         for batch, raws in zip(batches, raw_batches):
             decoded = [self._decode(sample, raw, plan.epoch) for sample, raw in zip(batch, raws)]
-            yield collate(decoded, self.config.pad_token_id, [self._entry(sample).task for sample in batch])
+            yield collate(decoded, self.config.pad_token_id, [self._entry(sample).task for sample in batch],
+                          pack=self.config.pack_sequences)
 
     def _entry(self, sample: SampleRef) -> SampleEntry:
         return self.sets[sample.set_id].index.shards[sample.shard_id].samples[sample.position]

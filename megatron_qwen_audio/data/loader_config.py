@@ -12,7 +12,11 @@ class LoaderConfig:
     seed: int = 1234  # seeds every shuffle of the epoch plan and the SpecAugment masks, mixed with the epoch
     workers: int = 2  # DataLoader worker processes per data-parallel rank; also the plan's slots per rank
     # (0 reads in the training process itself, with the same plan as 1 worker)
-    max_batch_tokens: int = 16384  # bound on batch size x longest sequence (the padded `tokens` tensor)
+    max_batch_tokens: int = 16384  # bound on the positions of the `tokens` tensor: batch size x longest sequence,
+    # or with pack_sequences the summed sequence lengths
+    # Pack each batch's samples into one row (collate's pack): no padding, attention kept inside each sample and RoPE
+    # positions restarting at each, so the loss and gradients are those of the padded batch (tests/model checks it)
+    pack_sequences: bool = False
     max_batch_frames: int = 36000  # bound on the summed mel frames of a batch's clips (the encoder packs them)
     max_batch_samples: int = 64  # bound on the batch size
     shuffle_buffer: int = 1000  # samples in each slot's shuffle buffer (like webdataset.shuffle's bufsize)

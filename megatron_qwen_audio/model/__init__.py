@@ -1,8 +1,9 @@
 """The model: the audio encoder and adapter (Whisper-large-v2 layout), the Qwen decoder on megatron-core, and the
 combined pipeline-aware model that writes encoded audio over the decoder input's audio spans.
 
-Reading order: audio_encoder -> encoder_tensor_parallel (clips split over TP ranks) -> audio_splice -> decoder_spec
-(+ sdpa_attention) -> qwen_audio_model; parameter_shards and audio_encoder_keys map checkpoints (the converters
+Reading order: varlen_attention (attention within the clips / samples laid end to end) -> audio_encoder ->
+encoder_tensor_parallel (clips split over TP ranks) -> audio_splice -> decoder_spec (+ sdpa_attention) ->
+qwen_audio_model; parameter_shards and audio_encoder_keys map checkpoints (the converters
 themselves are in megatron_qwen_audio/convert/).
 
 The megatron-based names are exported lazily (imported on first access): importing megatron-core takes seconds, the

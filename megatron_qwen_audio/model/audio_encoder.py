@@ -3,19 +3,21 @@
 Data flow (one call encodes every clip of a batch):
 
     mel [n_mels, sum T] + mel_lengths [num_clips]     packed along time, as the loader yields them
-    -> per-clip padding to the longest clip            never to 30 s: attention cost follows the real audio
+    -> per-clip padding to the longest clip, for the conv stem only (a few percent of the encoder's work)
     -> conv1 (k3, p1) + GELU -> conv2 (k3, s2, p1) + GELU      T -> L = (T - 1) // 2 + 1 frames
-    -> + sinusoidal positions[:L] -> padded frames zeroed
-    -> N pre-LN blocks, padded frames masked as attention keys
-    -> AvgPool1d(2, 2) over real frames -> ln_post -> proj     L -> (L - 2) // 2 + 1 vectors of output_dim
+    -> + sinusoidal positions[:L] -> the real frames only, end to end: [sum L, d_model]
+    -> N pre-LN blocks, attention within each clip (`varlen_attention`: flash attention on a GPU)
+    -> mean of each clip's frame pairs -> ln_post -> proj     L -> (L - 2) // 2 + 1 vectors of output_dim
     -> audio_bos_eos_token[0] + vectors + audio_bos_eos_token[1]
     -> packed [sum audio_span_length(T), output_dim]   what the decoder writes over each `<audio>`..`</audio>` span
 
-Every clip is encoded exactly as if it were alone: the conv stem sees zeros past the clip's last mel frame (its own
-zero padding), later frames are masked as keys, and pooling only pairs real frames. The released Qwen-Audio code
-instead feeds the stem mel frames of the 30 s-padded waveform past the clip's end, so its output for a clip depends
-on the longest clip of its batch; for a clip with an even frame count encoded alone the two agree. Storing only the
-real frames (the shard format) makes batch-independence the reproducible choice.
+No padded frame goes through a block: the blocks' cost follows the real audio, never a 30 s window or the longest
+clip of the batch. Every clip is encoded exactly as if it were alone: the conv stem sees zeros past the clip's last
+mel frame (its own zero padding), attention never crosses clips, and pooling only pairs a clip's own frames (an odd
+last frame is dropped, as AvgPool1d(2, 2) drops it). The released Qwen-Audio code instead feeds the stem mel frames
+of the 30 s-padded waveform past the clip's end, so its output for a clip depends on the longest clip of its batch;
+for a clip with an even frame count encoded alone the two agree. Storing only the real frames (the shard format)
+makes batch-independence the reproducible choice.
 
 Parameter names are those of the released Qwen-Audio v1 checkpoint without its `transformer.audio.` prefix (which
 are openai-whisper's `encoder.*` names plus the adapter), so loading either is a prefix strip. The mapping to Hugging
@@ -47,6 +49,7 @@ from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from megatron_qwen_audio.audio.lengths import audio_span_length, audio_token_count, encoder_frame_count
+from megatron_qwen_audio.model.varlen_attention import varlen_attention
 
 
 @dataclass(frozen=True)
@@ -83,9 +86,9 @@ class AudioEncoderConfig:
 
 @dataclass
 class EncodedFrames:
-    """Block outputs of a batch of clips, padded to the longest; frames at or past `lengths[i]` are padding."""
+    """Block outputs of a batch of clips, end to end: clip i owns the next `lengths[i]` rows of `hidden`."""
 
-    hidden: torch.Tensor  # [num_clips, max L, d_model]
+    hidden: torch.Tensor  # [sum L, d_model]
     mel_lengths: list[int]  # T of each clip
     lengths: list[int]  # L = encoder_frame_count(T) of each clip
 
@@ -96,6 +99,19 @@ class EncodedAudio:
 
     embeddings: torch.Tensor  # [sum span_lengths, output_dim]: bos, audio vectors, eos of each clip, clips in order
     span_lengths: torch.Tensor  # int64 [num_clips], on the CPU: audio_span_length(T) of each clip
+
+
+@dataclass(frozen=True)
+class ClipBoundaries:
+    """Where each clip's frames lie in the end-to-end frame rows, in the form `varlen_attention` takes."""
+
+    cu_seqlens: torch.Tensor  # int32 [num_clips + 1] on the frames' device: first row of each clip, then the total
+    longest: int  # frames of the longest clip
+
+    @classmethod
+    def of(cls, lengths: list[int], device: torch.device) -> ClipBoundaries:
+        starts = torch.tensor([0, *lengths], dtype=torch.int64).cumsum(0).to(device=device, dtype=torch.int32)
+        return cls(cu_seqlens=starts, longest=max(lengths))
 
 
 def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
@@ -117,16 +133,16 @@ class MultiHeadSelfAttention(nn.Module):
         self.value = nn.Linear(config.d_model, config.d_model)
         self.out = nn.Linear(config.d_model, config.d_model)
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        """x [B, L, d]; key_mask bool [B, 1, 1, L] (True = real frame) or None when no frame is padding."""
-        batch, length, width = x.shape
+    def forward(self, x: torch.Tensor, clips: ClipBoundaries) -> torch.Tensor:
+        """x [sum L, d]: the frames of every clip end to end; each frame attends to its own clip's frames only."""
+        frames, width = x.shape
 
         def split_heads(t: torch.Tensor) -> torch.Tensor:
-            return t.view(batch, length, self.heads, width // self.heads).transpose(1, 2)
+            return t.view(frames, self.heads, width // self.heads)
 
-        attended = F.scaled_dot_product_attention(
-            split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x)), attn_mask=key_mask)
-        return self.out(attended.transpose(1, 2).reshape(batch, length, width))
+        attended = varlen_attention(split_heads(self.query(x)), split_heads(self.key(x)), split_heads(self.value(x)),
+                                    clips.cu_seqlens, clips.longest, causal=False)
+        return self.out(attended.reshape(frames, width))
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -140,8 +156,8 @@ class ResidualAttentionBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(config.d_model, config.ffn_dim), nn.GELU(),
                                  nn.Linear(config.ffn_dim, config.d_model))
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_ln(x), key_mask)
+    def forward(self, x: torch.Tensor, clips: ClipBoundaries) -> torch.Tensor:
+        x = x + self.attn(self.attn_ln(x), clips)
         return x + self.mlp(self.mlp_ln(x))
 
 
@@ -162,7 +178,6 @@ class AudioEncoder(nn.Module):
             nn.init.zeros_(conv.bias)
         self.register_buffer("positional_embedding", sinusoids(config.max_source_positions, config.d_model))
         self.blocks = nn.ModuleList(ResidualAttentionBlock(config) for _ in range(config.layers))
-        self.avg_pooler = nn.AvgPool1d(2, stride=2)
         self.ln_post = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.proj = nn.Linear(config.d_model, config.output_dim)
         self.audio_bos_eos_token = nn.Embedding(2, config.output_dim)
@@ -172,31 +187,30 @@ class AudioEncoder(nn.Module):
         return self.adapt(self.encode_frames(mel, mel_lengths))
 
     def encode_frames(self, mel: torch.Tensor, mel_lengths: torch.Tensor) -> EncodedFrames:
-        """The conv stem and the blocks: each clip padded to the longest, padding masked and never read."""
+        """The conv stem (each clip padded to the longest) and the blocks (real frames only, end to end)."""
         mel_frames = self._checked_lengths(mel, mel_lengths)
         frames = [encoder_frame_count(t) for t in mel_frames]
         if not frames:
-            return EncodedFrames(self.positional_embedding.new_zeros(0, 0, self.config.d_model), [], [])
+            return EncodedFrames(self.positional_embedding.new_zeros(0, self.config.d_model), [], [])
         clips = mel.to(self.conv1.weight.device, self.conv1.weight.dtype).split(mel_frames, dim=1)
         x = pad_sequence([clip.T for clip in clips], batch_first=True).transpose(1, 2)  # [B, n_mels, max T]
         # Zero the stem's frames past each clip's end: conv2 must see there what a lone clip sees (its zero padding).
         x = F.gelu(self.conv1(x)) * self._real(mel_frames, x.shape[-1]).unsqueeze(1)
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # [B, max L, d]
-        real = self._real(frames, x.shape[1])
-        # Padded frames are zeroed as in the released code; being masked as keys, they never reach a real frame.
-        x = (x + self.positional_embedding[: x.shape[1]].to(x.dtype)) * real.unsqueeze(-1)
-        key_mask = None if min(frames) == max(frames) else real[:, None, None, :]
+        x = (x + self.positional_embedding[: x.shape[1]].to(x.dtype))[self._real(frames, x.shape[1])]  # [sum L, d]
+        boundaries = ClipBoundaries.of(frames, x.device)
         for block in self.blocks:
-            x = block(x, key_mask)
+            x = block(x, boundaries)
         return EncodedFrames(hidden=x, mel_lengths=mel_frames, lengths=frames)
 
     def adapt(self, frames: EncodedFrames) -> EncodedAudio:
-        """Pool pairs of real frames, normalise, project, and frame each clip with the audio bos/eos embeddings."""
+        """Pool pairs of each clip's frames, normalise, project, and frame each clip with the audio bos/eos
+        embeddings."""
         token_counts = [audio_token_count(t) for t in frames.mel_lengths]
-        hidden = frames.hidden
-        # AvgPool1d rejects a sequence shorter than its kernel; such a batch has no audio vector at all.
-        pooled = self.avg_pooler(hidden.transpose(1, 2)).transpose(1, 2) if hidden.shape[1] >= 2 else hidden[:, :0]
-        vectors = self.proj(self.ln_post(pooled[self._real(token_counts, pooled.shape[1])]))
+        width = frames.hidden.shape[-1]
+        pooled = [clip[: 2 * count].view(count, 2, width).mean(dim=1)
+                  for clip, count in zip(frames.hidden.split(frames.lengths), token_counts)]
+        vectors = self.proj(self.ln_post(torch.cat(pooled) if pooled else frames.hidden[:0]))
         bos, eos = self.audio_bos_eos_token.weight.to(vectors.dtype).split(1)
         spans = [piece for clip in vectors.split(token_counts) for piece in (bos, clip, eos)]
         return EncodedAudio(

@@ -70,9 +70,9 @@ def pipeline_layout(stage_layers: tuple[int, ...]) -> list[list[str]]:
 def transformer_config(model: ModelConfig, parallel: ParallelConfig, device: str) -> TransformerConfig:
     """The megatron TransformerConfig of the decoder for `device` ("cpu" or "cuda", as the runtime resolved it).
 
-    CPU: fp32, weights built on the CPU, point-to-point sends one by one (batched p2p on gloo is wrong when both pipeline
-    neighbours are the same rank). GPU: bf16 parameters and compute, weights built on the GPU. Fusions that need
-    apex or Transformer Engine are off. `variable_seq_lengths` lets micro-batches of different lengths (audio spans
+    CPU: fp32, weights built on the CPU, point-to-point sends one by one (batched p2p on gloo is wrong when both
+    pipeline neighbours are the same rank). GPU: bf16 parameters and compute, weights built on the GPU. Fusions that
+    need apex or Transformer Engine are off. `variable_seq_lengths` lets micro-batches of different lengths (audio spans
     make them vary) pass through the pipeline: the schedule sends each activation's shape before it.
     `calculate_per_token_loss` makes the schedule divide by the target tokens of the whole global batch.
     """
@@ -113,4 +113,15 @@ def transformer_config(model: ModelConfig, parallel: ParallelConfig, device: str
         # no experts here; megatron refuses variable_seq_lengths with its default (allgather) MoE dispatcher anyway
         moe_token_dispatcher_type="alltoall",
         batch_p2p_comm=not on_cpu,
+        **_recompute_settings(parallel),
     )
+
+
+def _recompute_settings(parallel: ParallelConfig) -> dict:
+    """megatron's recompute fields for `parallel.recompute` (config.py documents the choices): "full" checkpoints
+    every layer on its own (uniform, one layer per unit), so only the layer inputs stay between the passes."""
+    if parallel.recompute == "selective":
+        return {"recompute_granularity": "selective", "recompute_modules": list(parallel.recompute_modules)}
+    if parallel.recompute == "full":
+        return {"recompute_granularity": "full", "recompute_method": "uniform", "recompute_num_layers": 1}
+    return {}

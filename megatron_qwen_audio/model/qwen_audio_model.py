@@ -38,6 +38,7 @@ from megatron.core import parallel_state, tensor_parallel
 from megatron.core.enums import ModelType
 from megatron.core.models.common.embeddings.language_model_embedding import LanguageModelEmbedding
 from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+from megatron.core.packed_seq_params import PackedSeqParams
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_block import TransformerBlock
 from megatron.core.transformer.transformer_config import TransformerConfig
@@ -92,18 +93,23 @@ class QwenAudioModel(MegatronModule):
 
     def forward(self, tokens: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 loss_mask: torch.Tensor | None = None, mel: torch.Tensor | None = None,
-                mel_lengths: torch.Tensor | None = None, audio_spans: torch.Tensor | None = None) -> torch.Tensor:
+                mel_lengths: torch.Tensor | None = None, audio_spans: torch.Tensor | None = None,
+                cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
         """One stage's forward; every stage may be given the whole batch and takes what it needs.
 
         First stage: tokens [B, L] and the clips (mel [n_mels, sum T], mel_lengths [n], audio_spans [n, 3]; n may be
         0 or the three None). Last stage: labels and loss_mask [B, L] -> masked per-token losses [B, L], or without
         labels this TP rank's logits [B, L, padded_vocab / tp]. Other stages return hidden states [L, B, hidden].
-        RoPE positions are 0..L-1 in every row (one sample per row, as `collate` builds batches).
+        Every stage: `cu_seqlens` (int32 [samples + 1], best on the CPU) when B = 1 row packs several samples
+        (collate's pack); attention then stays inside each sample and RoPE positions restart at each sample's start.
+        Without it, RoPE positions are 0..L-1 in every row (one sample per row).
         """
         hidden = self.decoder_input(tokens, mel, mel_lengths, audio_spans) if self.pre_process else None
         seq_length = (hidden if hidden is not None else self.decoder.input_tensor).shape[0]
-        hidden = self.decoder(hidden_states=hidden, attention_mask=None,
-                              rotary_pos_emb=self.rotary_angles(seq_length))
+        packed = None if cu_seqlens is None else self.packed_seq_params(cu_seqlens, seq_length)
+        longest = seq_length if packed is None else packed.max_seqlen_q
+        hidden = self.decoder(hidden_states=hidden, attention_mask=None, rotary_pos_emb=self.rotary_angles(longest),
+                              packed_seq_params=packed)
         if not self.post_process:
             return hidden
         if labels is None:
@@ -126,6 +132,18 @@ class QwenAudioModel(MegatronModule):
         selected = tensor_parallel.vocab_parallel_cross_entropy(logits.float(), targets).squeeze(1)
         losses = selected.new_zeros(length * batch).index_put((positions,), selected)
         return losses.reshape(length, batch).transpose(0, 1) * loss_mask
+
+    def packed_seq_params(self, cu_seqlens: torch.Tensor, seq_length: int) -> PackedSeqParams:
+        """megatron's THD description of one packed row: the attention reads the sample boundaries from it, and
+        megatron's RoPE gives each sample the angles of positions 0, 1, ... (angles of the longest sample passed)."""
+        boundaries = cu_seqlens.tolist()
+        if boundaries[0] != 0 or boundaries[-1] != seq_length or sorted(boundaries) != boundaries:
+            raise ValueError(f"cu_seqlens {boundaries}: a packed row of {seq_length} positions needs sample starts "
+                             f"rising from 0 to {seq_length}; build packed batches with collate(pack=True)")
+        longest = max(end - start for start, end in zip(boundaries, boundaries[1:]))
+        on_device = cu_seqlens.to(device=next(self.parameters()).device, dtype=torch.int32)
+        return PackedSeqParams(qkv_format="thd", cu_seqlens_q=on_device, cu_seqlens_kv=on_device,
+                               max_seqlen_q=longest, max_seqlen_kv=longest)
 
     def rotary_angles(self, seq_length: int) -> torch.Tensor:
         """RoPE angles [L, 1, 1, head_dim] of positions 0..L-1 (rotate-half layout, as Qwen and HF Qwen2)."""

@@ -13,8 +13,13 @@ same mask conventions:
   (megatron's convention; SDPA's bool mask means the opposite, so it is inverted). As in megatron's
   `DotProductAttention`, a given mask is the whole truth and the mask type is not applied on top of it.
 
-Grouped-query attention is left to SDPA (`enable_gqa`). Attention dropout, when on, runs inside megatron's
-tensor-parallel RNG fork so each TP rank drops independently and reproducibly, as `DotProductAttention` does.
+Packed rows (megatron's THD format: `packed_seq_params` with `cu_seqlens`, query [t, heads, d] for the t positions of
+one row holding several samples) attend causally inside each sample only, through `varlen_attention` (flash
+attention over all samples at once on a GPU, SDPA sample by sample elsewhere).
+
+Grouped-query attention is left to SDPA (`enable_gqa`) and to flash attention (fewer key heads). Attention dropout,
+when on, runs inside megatron's tensor-parallel RNG fork so each TP rank drops independently and reproducibly, as
+`DotProductAttention` does.
 """
 from __future__ import annotations
 
@@ -29,6 +34,8 @@ from megatron.core.process_groups_config import ProcessGroupCollection
 from megatron.core.transformer.enums import AttnMaskType
 from megatron.core.transformer.module import MegatronModule
 from megatron.core.transformer.transformer_config import TransformerConfig
+
+from megatron_qwen_audio.model.varlen_attention import varlen_attention
 
 
 class SdpaAttention(MegatronModule):
@@ -68,9 +75,12 @@ class SdpaAttention(MegatronModule):
         attention_bias: torch.Tensor | None = None,
         packed_seq_params: PackedSeqParams | None = None,
     ) -> torch.Tensor:
-        """query [s_q, b, heads, d], key/value [s_k, b, groups, d] -> context [s_q, b, heads * d]."""
-        assert packed_seq_params is None, "packed sequences need Transformer Engine attention"
+        """query [s_q, b, heads, d], key/value [s_k, b, groups, d] -> context [s_q, b, heads * d]; packed: query
+        [t, heads, d], key/value [t, groups, d] -> [t, heads * d]."""
         assert attention_bias is None, "SDPA attention takes no attention bias"
+        if packed_seq_params is not None:
+            assert attention_mask is None and packed_seq_params.qkv_format == "thd", "packed rows carry no mask"
+            return self._packed(query, key, value, packed_seq_params)
         mask_type = self.attn_mask_type if attn_mask_type is None else attn_mask_type
         if attention_mask is not None:
             sdpa_mask, causal = ~attention_mask, False
@@ -86,3 +96,14 @@ class SdpaAttention(MegatronModule):
             )
         s_q, batch = query.shape[0], query.shape[1]
         return context.permute(2, 0, 1, 3).reshape(s_q, batch, -1)
+
+    def _packed(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                packed: PackedSeqParams) -> torch.Tensor:
+        """Causal attention within each sample of a packed row (module doc): [t, heads, d] -> [t, heads * d]."""
+        assert self.attn_mask_type == AttnMaskType.causal, "packed rows are decoder (causal) sequences"
+        if self.training and self.dropout_p:
+            raise ValueError("attention dropout with packed sequences: variable-length flash attention has none; "
+                             "set attention_dropout 0")
+        context = varlen_attention(query, key, value, packed.cu_seqlens_q, packed.max_seqlen_q, causal=True,
+                                   scale=self.softmax_scale)
+        return context.reshape(query.shape[0], -1)

@@ -4,9 +4,9 @@ A run is one YAML file plus `key.path=value` overrides (`load_config`); the YAML
 these defaults. `validate(config, world_size)` then checks everything that can be checked before any process group
 starts, with one-line messages that print the numbers.
 
-Batch arithmetic. The loader cuts batches by a budget (data.loader.max_batch_tokens padded token positions, i.e.
-batch size x longest sequence; max_batch_frames mel frames; max_batch_samples samples), so a micro-batch is one
-loader batch and holds a varying number of samples:
+Batch arithmetic. The loader cuts batches by a budget (data.loader.max_batch_tokens token positions, i.e. batch size
+x longest sequence, or the summed sequences with data.loader.pack_sequences; max_batch_frames mel frames;
+max_batch_samples samples), so a micro-batch is one loader batch and holds a varying number of samples:
     data_parallel        = world_size / (tensor_parallel x pipeline_parallel)
     loader batches/step  = data_parallel x micro_batches_per_step
     token positions/step <= data_parallel x micro_batches_per_step x max_batch_tokens
@@ -26,10 +26,10 @@ from urllib.parse import urlparse
 import yaml
 
 from megatron_qwen_audio.audio.lengths import MAX_MEL_FRAMES, encoder_frame_count
-from megatron_qwen_audio.model.audio_encoder import AudioEncoderConfig
 from megatron_qwen_audio.data.loader_config import LoaderConfig
 from megatron_qwen_audio.data.shard_format import INDEX_FILE
 from megatron_qwen_audio.data.shard_sets import ShardSetSpec
+from megatron_qwen_audio.model.audio_encoder import AudioEncoderConfig
 from megatron_qwen_audio.text.special_tokens import padded_vocab_size, special_tokens
 from megatron_qwen_audio.training.config_yaml import (
     ConfigError,
@@ -101,6 +101,14 @@ class ParallelConfig:
     # are also what fills the pipeline: its idle share is about (pipeline_parallel - 1) / micro_batches_per_step
     micro_batches_per_step: int = 1
     sequence_parallel: bool = False  # split norms/dropout activations over the TP ranks (needs TP > 1 and TE norms)
+    # Activation recompute in the decoder layers, memory traded for compute (megatron's): "none" keeps every
+    # activation for the backward pass; "selective" reruns the parts of each layer named in recompute_modules during
+    # the backward pass ("mlp": the SwiGLU MLP, whose 2 x ffn-wide intermediates are most of a layer's activations;
+    # "core_attn": the attention kernel, which flash attention already keeps linear in length; megatron-core's
+    # "layernorm" recompute needs Transformer Engine, which the local spec does not use); "full" keeps only each
+    # layer's input and reruns the whole layer (about a third more decoder compute)
+    recompute: Literal["none", "selective", "full"] = "none"
+    recompute_modules: tuple[Literal["mlp", "core_attn"], ...] = ("mlp",)
     device: Literal["auto", "cuda", "cpu"] = "auto"  # auto: CUDA when a GPU is visible, else the CPU runtime
     precision: Literal["bf16", "fp32"] = "bf16"  # compute precision on GPU; the CPU runtime always computes in fp32
 
@@ -333,6 +341,9 @@ def _check_layout(model: ModelConfig, parallel: ParallelConfig, world_size: int)
     if parallel.sequence_parallel and parallel.device == "cpu":
         raise ConfigError("parallel.sequence_parallel=true needs Transformer Engine norms, which the CPU runtime "
                           "lacks; set it false with parallel.device=cpu")
+    if parallel.recompute == "selective" and not parallel.recompute_modules:
+        raise ConfigError("parallel.recompute=selective with no parallel.recompute_modules recomputes nothing; name "
+                          "modules (mlp, core_attn) or set parallel.recompute=none")
     if parallel.device == "cpu" and parallel.precision != "fp32":
         raise ConfigError(f"parallel.precision={parallel.precision} with parallel.device=cpu: the CPU runtime "
                           "computes in fp32; set parallel.precision=fp32")

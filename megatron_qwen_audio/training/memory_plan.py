@@ -8,10 +8,13 @@ trainable ones. From those counts, per GPU of each pipeline stage:
 - gradient buffers: trainable parameters only, fp32 (megatron DDP with grad_reduce_in_fp32), 4 bytes each;
 - optimizer state: distributed Adam shards over the data-parallel ranks an fp32 master copy (bf16 runs only) and the
   two fp32 moments of the trainable parameters: (4 + 4 + 4) / DP bytes each in bf16, (4 + 4) / DP in fp32;
-- activations (an estimate, no recompute, no sequence parallelism): a micro-batch is one loader batch of
+- activations (an estimate, no sequence parallelism): a micro-batch is one loader batch of
   T = data.loader.max_batch_tokens token positions and F = max_batch_frames / 2 encoder frames (after the stride-2
   stem). A decoder layer keeps about T x hidden x (10 + 24 / TP) bytes for its backward pass (Korthikanti et al.
-  2022, bf16, without the attention-score term that fused attention does not store); an encoder block keeps
+  2022, bf16, without the attention-score term that fused attention does not store), of which the MLP's
+  intermediates are 16 / TP: selective recompute of "mlp" drops them (the other selective modules save little and
+  are not counted); full recompute keeps only each layer's input (T x hidden in the compute dtype) plus one
+  layer's activations while it is rerun; an encoder block keeps
   F / TP x d_model x 34 bytes (its clips are split over the TP ranks), and only while the encoder trains; the last
   stage keeps T x padded_vocab / TP logits in the compute dtype plus their fp32 copy for the loss. Layers keep
   nothing when neither they nor anything before them trains. Under the 1F1B pipeline schedule stage i holds
@@ -41,6 +44,7 @@ GRAD_BYTES = 4
 ADAM_MOMENT_BYTES = 8  # exp_avg + exp_avg_sq in fp32
 MASTER_BYTES = 4  # fp32 main parameters of a bf16 run
 DECODER_LAYER_ACTIVATION_BYTES = (10, 24)  # bytes per token x hidden: replicated part, part split over TP
+MLP_INTERMEDIATE_BYTES = 16  # of the split part: what selective recompute of the MLP leaves out
 ENCODER_BLOCK_ACTIVATION_BYTES = 34  # per encoder frame x d_model (the encoder is not tensor-parallel)
 
 
@@ -139,7 +143,10 @@ def memory_plan(config: TrainConfig, world_size: int) -> list[StagePlan]:
     state_per_trainable = ADAM_MOMENT_BYTES + (MASTER_BYTES if bf16 else 0)
     tokens, encoder_frames = loader.max_batch_tokens, loader.max_batch_frames // 2
     replicated, split = DECODER_LAYER_ACTIVATION_BYTES
+    if parallel.recompute == "selective" and "mlp" in parallel.recompute_modules:
+        split -= MLP_INTERMEDIATE_BYTES
     layer_bytes = tokens * model.hidden_size * (replicated + split // tp)
+    full_recompute = parallel.recompute == "full"
     vocab_rows = padded_vocab(model.vocab_size, tp, model.vocab_pad_multiple) // tp
     stages = stage_parameters(config)
     plans, trains_before = [], False
@@ -156,7 +163,9 @@ def memory_plan(config: TrainConfig, world_size: int) -> list[StagePlan]:
                 * ENCODER_BLOCK_ACTIVATION_BYTES
         trains_before = trains_before or trainable["audio_encoder"] > 0 or trainable["embedding"] > 0 \
             or trainable["decoder"] > 0
-        if trains_before:
+        if trains_before and full_recompute:
+            activations += layer_count * tokens * model.hidden_size * weight_size + layer_bytes
+        elif trains_before:
             activations += layer_count * layer_bytes
         if stage == pp - 1 and (trains_before or trainable["output_layer"]):
             activations += tokens * vocab_rows * (weight_size + 4)

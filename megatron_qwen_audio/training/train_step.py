@@ -28,10 +28,10 @@ from torch import nn
 from megatron_qwen_audio.data.collate import AudioTextBatch
 from megatron_qwen_audio.training.config import LossAveraging
 
-__all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "train_step"]
+__all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "per_sample_sums", "train_step"]
 
 LOSS_REPORT_KEY = "lm loss"
-ROW_REPORT_KEY = "row loss"
+SAMPLE_REPORT_KEY = "sample loss"
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,15 @@ class StepResult:
 
     loss: LossSum
     grad_norm: float
-    # this data-parallel rank's micro-batches, each float64 [2, B]: per row the summed loss and its target tokens
-    # (per-task losses group rows by task); empty on ranks other than the last pipeline stage
-    row_losses: list[torch.Tensor]
+    # this data-parallel rank's micro-batches, each float64 [2, samples]: per sample the summed loss and its target
+    # tokens (per-task losses group samples by task); empty on ranks other than the last pipeline stage
+    sample_losses: list[torch.Tensor]
 
 
 def model_inputs(batch: AudioTextBatch, device: torch.device) -> dict[str, torch.Tensor]:
-    """The `QwenAudioModel.forward` keyword arguments of a loader batch, on `device` (mel lengths stay on the CPU,
-    where the encoder reads them)."""
-    return {
+    """The `QwenAudioModel.forward` keyword arguments of a loader batch, on `device` (mel lengths and sample
+    boundaries stay on the CPU, where the encoder and the packing checks read them)."""
+    inputs = {
         "tokens": batch.tokens.to(device),
         "labels": batch.labels.to(device),
         "loss_mask": batch.loss_mask.to(device),
@@ -73,34 +73,50 @@ def model_inputs(batch: AudioTextBatch, device: torch.device) -> dict[str, torch
         "mel_lengths": batch.mel_lengths,
         "audio_spans": batch.audio_spans,
     }
+    if batch.cu_seqlens is not None:
+        inputs["cu_seqlens"] = batch.cu_seqlens
+    return inputs
+
+
+def per_sample_sums(values: torch.Tensor, cu_seqlens: torch.Tensor | None) -> torch.Tensor:
+    """[B, L] -> [samples]: the sum of each sample's positions (a row's when unpacked, a `cu_seqlens` segment of the
+    packed row otherwise). Differentiable: sample averaging back-propagates through it."""
+    if cu_seqlens is None:
+        return values.sum(dim=1)
+    lengths = (cu_seqlens[1:] - cu_seqlens[:-1]).to(device=values.device, dtype=torch.long)
+    sample_of_position = torch.repeat_interleave(torch.arange(len(lengths), device=values.device), lengths,
+                                                 output_size=values.shape[1])
+    return values.new_zeros(len(lengths)).index_add(0, sample_of_position, values.reshape(-1))
 
 
 def _forward_step(loss_averaging: LossAveraging, data_iterator, model: nn.Module):
     inputs = next(data_iterator)
-    return model(**inputs), partial(_summed_loss, loss_averaging, inputs["loss_mask"])
+    return model(**inputs), partial(_summed_loss, loss_averaging, inputs["loss_mask"], inputs.get("cu_seqlens"))
 
 
-def _summed_loss(loss_averaging: LossAveraging, loss_mask: torch.Tensor, masked_losses: torch.Tensor):
+def _summed_loss(loss_averaging: LossAveraging, loss_mask: torch.Tensor, cu_seqlens: torch.Tensor | None,
+                 masked_losses: torch.Tensor):
     """(summed loss, count, report) for the per-token-loss schedule, which divides by the count of the global batch:
-    the masked per-token losses and the target tokens, or with sample averaging each row's mean loss and the rows
-    with targets (module doc). The report also holds each row's loss sum and target tokens."""
-    row_totals, row_tokens = masked_losses.sum(dim=1), loss_mask.sum(dim=1)
+    the masked per-token losses and the target tokens, or with sample averaging each sample's mean loss and the
+    samples with targets (module doc). The report also holds each sample's loss sum and target tokens."""
+    sample_totals = per_sample_sums(masked_losses, cu_seqlens)
+    sample_tokens = per_sample_sums(loss_mask, cu_seqlens)
     if loss_averaging == "sample":
-        has_targets = row_tokens > 0
-        total = (row_totals[has_targets] / row_tokens[has_targets]).sum()
+        has_targets = sample_tokens > 0
+        total = (sample_totals[has_targets] / sample_tokens[has_targets]).sum()
         count = has_targets.sum().to(torch.int)
     else:
-        total = row_totals.sum()
-        count = row_tokens.sum().to(torch.int)
-    rows = torch.stack([row_totals.detach(), row_tokens.detach()]).double()
+        total = sample_totals.sum()
+        count = sample_tokens.sum().to(torch.int)
+    samples = torch.stack([sample_totals.detach(), sample_tokens.detach()]).double()
     return total, count, {LOSS_REPORT_KEY: torch.stack([total.detach().clone(), count.detach().float()]),
-                          ROW_REPORT_KEY: rows}
+                          SAMPLE_REPORT_KEY: samples}
 
 
 def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict], forward_only: bool,
                   loss_averaging: LossAveraging = "token") -> tuple[LossSum, list[torch.Tensor]]:
     """Run the micro-batches through this rank's pipeline stage; the loss of this data-parallel rank's share and
-    the per-row (loss sum, target tokens) of each micro-batch (see StepResult.row_losses)."""
+    the per-sample (loss sum, target tokens) of each micro-batch (see StepResult.sample_losses)."""
     from megatron.core.pipeline_parallel import get_forward_backward_func
 
     reports = get_forward_backward_func()(
@@ -115,7 +131,7 @@ def _run_schedule(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dic
     if not reports:  # not the last pipeline stage
         return LossSum(0.0, 0), []
     total, tokens = torch.stack([report[LOSS_REPORT_KEY] for report in reports]).double().sum(dim=0).tolist()
-    return LossSum(total, round(tokens)), [report[ROW_REPORT_KEY].cpu() for report in reports]
+    return LossSum(total, round(tokens)), [report[SAMPLE_REPORT_KEY].cpu() for report in reports]
 
 
 def _sum_over_data_parallel(loss: LossSum) -> LossSum:
@@ -138,9 +154,11 @@ def train_step(model_chunks: Sequence[nn.Module], optimizer, micro_batches: Sequ
     for chunk in model_chunks:
         chunk.zero_grad_buffer()
     optimizer.zero_grad()
-    local, row_losses = _run_schedule(model_chunks, micro_batches, forward_only=False, loss_averaging=loss_averaging)
+    local, sample_losses = _run_schedule(model_chunks, micro_batches, forward_only=False,
+                                         loss_averaging=loss_averaging)
     _, grad_norm, _ = optimizer.step()
-    return StepResult(loss=_sum_over_data_parallel(local), grad_norm=float(grad_norm or 0.0), row_losses=row_losses)
+    return StepResult(loss=_sum_over_data_parallel(local), grad_norm=float(grad_norm or 0.0),
+                      sample_losses=sample_losses)
 
 
 def evaluate(model_chunks: Sequence[nn.Module], micro_batches: Sequence[dict]) -> LossSum:

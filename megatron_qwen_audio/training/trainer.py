@@ -7,8 +7,8 @@ the distributed optimizer -> learning-rate schedule -> checkpoints (resume) -> m
 `train_step` (training/train_step.py), logs every `log_interval` steps, evaluates every `eval_interval`, saves every
 `save_interval` steps, at the last step, and after a preemption signal (then it returns; the process exits 0).
 
-Per-task losses: every rank of a replica reads the same batches, so the last pipeline stage knows each row's task
-(`AudioTextBatch.tasks`) and the loss function reports each row's loss sum and target tokens; the sums and tokens of
+Per-task losses: every rank of a replica reads the same batches, so the last pipeline stage knows each sample's task
+(`AudioTextBatch.tasks`) and the loss function reports each sample's loss sum and target tokens; the sums and tokens of
 each task are added over the interval, then over the data-parallel ranks, and divided once (token-weighted, like the
 overall loss). Held-out losses go to the metrics as lines of their own (`MetricsLogger.log_eval`).
 """
@@ -192,13 +192,13 @@ class _Interval:
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.loss = NO_LOSS
-        self.task_sums: dict[str, LossSum] = {}  # this data-parallel rank's rows only (last pipeline stage)
+        self.task_sums: dict[str, LossSum] = {}  # this data-parallel rank's samples only (last pipeline stage)
         self.positions, self.audio_seconds, self.flops = 0, 0.0, 0.0
 
     def add(self, result: StepResult, batches: Sequence[AudioTextBatch], flops: float) -> None:
         self.loss += result.loss
-        for rows, batch in zip(result.row_losses, batches):
-            for task, (total, tokens) in zip(batch.tasks, rows.T.tolist()):
+        for samples, batch in zip(result.sample_losses, batches):
+            for task, (total, tokens) in zip(batch.tasks, samples.T.tolist()):
                 self.task_sums[task] = self.task_sums.get(task, NO_LOSS) + LossSum(total, round(tokens))
         self.positions += sum(batch.tokens.numel() for batch in batches)
         self.audio_seconds += sum(batch.audio_seconds for batch in batches)

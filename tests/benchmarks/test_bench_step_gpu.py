@@ -2,13 +2,10 @@
 model: both stages report positive figures, and the model FLOPs it reports are the useful FLOPs of each stage's
 module roles, recomputed here with `module_flops` from the real lengths it prints. Two clips cut into two
 micro-batches, so a count of one micro-batch instead of the step would show."""
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from process_launch import clean_environment
+from process_launch import run_benchmark
 
 from megatron_qwen_audio.training.config import MODEL_PRESETS, padded_vocab
 from megatron_qwen_audio.training.model_flops import Role, module_flops
@@ -30,14 +27,8 @@ FIGURES = ("seconds_per_step", "tokens_per_s", "audio_seconds_per_s", "tflops", 
 @pytest.fixture(scope="module")
 def figures(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("bench") / "figures.json"
-    command = [sys.executable, str(SCRIPT), "--device", "cpu", "--preset", "tiny", "--steps", "2", "--warmup", "1",
-               "--clips", "2", "--set", "data.loader.max_batch_samples=1", "--out", str(out)]
-    finished = subprocess.run(command, env=clean_environment(), cwd=REPO, capture_output=True, text=True,
-                              timeout=TIMEOUT_S, check=False)
-    if finished.returncode != 0:
-        pytest.fail(f"bench_step_gpu.py failed:\n{finished.stdout[-3000:]}\n{finished.stderr[-6000:]}")
-    print(finished.stdout)
-    return json.loads(out.read_text())
+    return run_benchmark(SCRIPT, ["--device", "cpu", "--preset", "tiny", "--steps", "2", "--warmup", "1", "--clips",
+                                  "2", "--set", "data.loader.max_batch_samples=1"], out, TIMEOUT_S)
 
 
 def test_both_stages_report_positive_figures(figures):

@@ -24,12 +24,33 @@ def test_collate_shifts_labels_pads_rows_and_points_spans_at_the_audio_tokens():
     assert batch.tokens.tolist() == [[10, A, P, P, E, 11, 12], [20, 21, EOT, EOT, EOT, EOT, EOT]]
     assert batch.labels.tolist() == [[EOT, EOT, EOT, EOT, 11, 12, EOT], [21, 22, EOT, EOT, EOT, EOT, EOT]]
     assert batch.loss_mask.tolist() == [[0, 0, 0, 0, 1, 1, 1], [1, 1, 0, 0, 0, 0, 0]]
-    assert batch.position_ids.tolist() == [list(range(7))] * 2
+    assert batch.position_ids.tolist() == [list(range(7))] * 2 and batch.cu_seqlens is None
     assert batch.audio_spans.tolist() == [[0, 1, 5]]
     assert batch.mel_lengths.tolist() == [8] and batch.mel.shape == (80, 8)
     assert batch.keys == ["s/1", "s/2"] and batch.tasks == ["asr", "chat"]
     assert (batch.num_samples, batch.num_target_tokens, batch.audio_seconds) == (2, 5, 0.08)
     assert batch.tokens.dtype == batch.labels.dtype == torch.int64 and batch.loss_mask.dtype == torch.float32
+
+
+def test_packing_puts_the_samples_back_to_back_in_one_row_with_restarting_positions_and_shifted_spans():
+    with_audio = sample("s/1", [10, A, P, P, E, 11, 12, EOT], [X, X, X, X, X, 11, 12, EOT], clip_frames=[8])
+    text_only = sample("s/2", [20, 21, 22], [X, 21, 22])
+    second_clip = sample("s/3", [9, A, P, P, E, 5, EOT], [X] * 5 + [5, EOT], clip_frames=[9])
+    padded = collate([with_audio, text_only, second_clip], pad_token_id=EOT, tasks=["asr", "chat", "lid"])
+    batch = collate([with_audio, text_only, second_clip], pad_token_id=EOT, tasks=["asr", "chat", "lid"], pack=True)
+    assert batch.cu_seqlens.tolist() == [0, 7, 9, 15] and batch.cu_seqlens.dtype == torch.int32
+    assert batch.tokens.tolist() == [[10, A, P, P, E, 11, 12, 20, 21, 9, A, P, P, E, 5]]
+    # each sample's last input predicts its own last token, never the next sample's first
+    assert batch.labels.tolist() == [[EOT, EOT, EOT, EOT, 11, 12, EOT, 21, 22, EOT, EOT, EOT, EOT, 5, EOT]]
+    assert batch.loss_mask.tolist() == [[0, 0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1]]
+    assert batch.position_ids.tolist() == [[0, 1, 2, 3, 4, 5, 6, 0, 1, 0, 1, 2, 3, 4, 5]]
+    assert batch.audio_spans.tolist() == [[0, 1, 5], [0, 10, 14]]
+    assert padded.cu_seqlens is None and padded.audio_spans.tolist() == [[0, 1, 5], [2, 1, 5]]
+    for field in ("mel", "mel_lengths"):
+        assert torch.equal(getattr(batch, field), getattr(padded, field))
+    for field in ("sequence_lengths", "keys", "tasks", "num_samples", "num_target_tokens", "audio_seconds"):
+        assert getattr(batch, field) == getattr(padded, field)
+    assert batch.sequence_lengths == [7, 2, 6]
 
 
 def test_clips_are_packed_along_time_in_order_of_appearance():

@@ -21,6 +21,16 @@ def test_cut_batches_closes_a_batch_at_whichever_limit_binds_first():
     assert [s for batch in batches for s in batch] == sizes
 
 
+def test_a_packed_budget_bounds_the_summed_lengths_instead_of_the_padded_rectangle():
+    packed = BatchBudget(max_tokens=100, max_frames=500, max_samples=4, packed=True)
+    sizes = [SampleSize(10, 0), SampleSize(30, 0), SampleSize(30, 0), SampleSize(30, 0),  # 100 summed: one batch,
+             SampleSize(60, 0), SampleSize(50, 0)]  # where padding would need 4 x 30 = 120; 110 > 100
+    assert [len(batch) for batch in cut_batches(sizes, lambda s: s, packed)] == [4, 1, 1]
+    assert [len(batch) for batch in cut_batches(sizes, lambda s: s, BUDGET)] == [3, 1, 1, 1]
+    many_short = [SampleSize(1, 0)] * 6  # the sample bound still holds
+    assert [len(batch) for batch in cut_batches(many_short, lambda s: s, packed)] == [4, 2]
+
+
 def test_batch_by_length_emits_every_item_once_in_dense_batches_within_budget():
     rng = random.Random(0)
     items = [SampleSize(rng.randint(1, 50), rng.choice([0, rng.randint(1, 400)])) for _ in range(200)]

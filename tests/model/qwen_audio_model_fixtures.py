@@ -5,7 +5,8 @@ The global batch is four micro-batches, chosen for the cases multimodal megatron
   B: 2 rows, 1 clip, a text-only row                                                (fewer clips than TP ranks)
   C, D: text only                                                                   (no clips at all)
 Each micro-batch has its own length (the pipeline exchanges shapes). With data parallelism 2, one rank gets A and B,
-the other C and D: a whole step without audio while its peer trains the encoder.
+the other C and D: a whole step without audio while its peer trains the encoder. `packed_micro_batches` is the same
+global batch with each micro-batch's rows packed into one row (collate's pack layout).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ MICRO_BATCH_CLIPS = (
 )
 MICRO_BATCH_LENGTHS = (48, 36, 20, 27)
 ROWS = 2
+SHORT_ROW_PADDING = 5  # row 1 of every micro-batch ends this many positions early
 DECODER_TOKENS_SHAPE = (2, 24)  # the text batch of the Hugging Face parity check
 
 
@@ -95,7 +97,7 @@ def micro_batches() -> list[dict[str, torch.Tensor]]:
         tokens = torch.randint(0, VOCAB, (ROWS, length), generator=generator)
         labels = torch.randint(0, VOCAB, (ROWS, length), generator=generator)
         loss_mask = torch.ones(ROWS, length)
-        loss_mask[1, length - 5:] = 0  # row 1 is shorter: right padding
+        loss_mask[1, length - SHORT_ROW_PADDING:] = 0  # row 1 is shorter: right padding
         spans = []
         for row, start, frames in clips:
             end = start + audio_span_length(frames)
@@ -111,3 +113,21 @@ def micro_batches() -> list[dict[str, torch.Tensor]]:
             "audio_spans": torch.tensor(spans, dtype=torch.int64).reshape(-1, 3),
         })
     return batches
+
+
+def packed_micro_batches() -> list[dict[str, torch.Tensor]]:
+    """micro_batches() with each micro-batch's two rows back to back in one row, row 1 without its right padding:
+    what `collate(..., pack=True)` makes of the same samples (spans shifted, `cu_seqlens` at the row starts)."""
+    packed = []
+    for batch, length in zip(micro_batches(), MICRO_BATCH_LENGTHS):
+        lengths = (length, length - SHORT_ROW_PADDING)
+        spans = batch["audio_spans"].clone()
+        spans[spans[:, 0] == 1, 1:] += lengths[0]
+        spans[:, 0] = 0
+        packed.append({
+            **{name: torch.cat([batch[name][row, :lengths[row]] for row in range(ROWS)]).unsqueeze(0)
+               for name in ("tokens", "labels", "loss_mask")},
+            "mel": batch["mel"], "mel_lengths": batch["mel_lengths"], "audio_spans": spans,
+            "cu_seqlens": torch.tensor([0, lengths[0], sum(lengths)], dtype=torch.int32),
+        })
+    return packed

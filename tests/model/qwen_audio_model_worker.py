@@ -7,6 +7,7 @@ pipeline schedule:
 - train / stage1 / stage2: one step's gradients with everything trainable, with only the encoder trainable (frozen
   decoder, embedding and head) and with the encoder frozen; megatron DDP with overlapped gradient reduction in small
   buckets, the project's finalize_model_grads, 4 micro-batches of the global batch split over data-parallel ranks;
+- packed: the "train" step with every micro-batch packed into one row (compared with the padded "train" step);
 - splice (single process only): the decoder input of micro-batch A next to each clip encoded alone.
 Each rank saves `OUT/TPxPP-rankR.pt`; the test compares them with the single-process launch's.
 """
@@ -16,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from qwen_audio_model_fixtures import MODEL, SEED, STAGE_LAYERS, decoder_tokens, micro_batches
+from qwen_audio_model_fixtures import MODEL, SEED, STAGE_LAYERS, decoder_tokens, micro_batches, packed_micro_batches
 
 from megatron_qwen_audio.model.decoder_spec import transformer_config
 from megatron_qwen_audio.model.encoder_tensor_parallel import finalize_model_grads
@@ -48,7 +49,8 @@ def main() -> None:
                                   device="cpu", precision="fp32")
         result = {"layout": layout, "logits": decoder_logits(layout, parallel, full_state)}
         for pass_name, trainable in PASSES.items():
-            result[pass_name] = training_pass(layout, parallel, full_state, trainable)
+            result[pass_name] = training_pass(layout, parallel, full_state, trainable, micro_batches())
+        result["packed"] = training_pass(layout, parallel, full_state, PASSES["train"], packed_micro_batches())
         if layout.world_size == 1:
             result["splice"] = splice_observation(layout, parallel, full_state)
         torch.save(result, args.out / f"{layout_name}-rank{layout.rank}.pt")
@@ -101,14 +103,13 @@ def decoder_logits(layout: ParallelLayout, parallel: ParallelConfig, full_state:
     return outputs[0] if layout.is_last_stage else None
 
 
-def my_micro_batches(layout: ParallelLayout) -> list[dict]:
-    batches = micro_batches()
+def my_micro_batches(layout: ParallelLayout, batches: list[dict]) -> list[dict]:
     per_rank = len(batches) // layout.data_parallel
     return batches[layout.data_parallel_rank * per_rank: (layout.data_parallel_rank + 1) * per_rank]
 
 
 def training_pass(layout: ParallelLayout, parallel: ParallelConfig, full_state: dict,
-                  trainable: Callable[[str], bool]) -> dict:
+                  trainable: Callable[[str], bool], global_batch: list[dict]) -> dict:
     """One step's loss report (last stage) and the full-named gradients of this rank's trainable parameters."""
     from megatron.core.distributed import DistributedDataParallel, DistributedDataParallelConfig
 
@@ -123,7 +124,7 @@ def training_pass(layout: ParallelLayout, parallel: ParallelConfig, full_state: 
     model.config.no_sync_func = ddp_model.no_sync
     model.config.finalize_model_grads_func = finalize_model_grads
     ddp_model.zero_grad_buffer()
-    reports = run_schedule(ddp_model, my_micro_batches(layout), forward_only=False)
+    reports = run_schedule(ddp_model, my_micro_batches(layout, global_batch), forward_only=False)
     observed = {
         "grads": {full_parameter_name(name, model.layer_offset): parameter.main_grad.clone()
                   for name, parameter in model.named_parameters() if parameter.requires_grad},

@@ -19,7 +19,8 @@ def frame_cosines(encoder: AudioEncoder, speech_mel) -> float:
     mel = torch.as_tensor(speech_mel)
     first, second = mel[:, :CLIP_FRAMES], mel[:, 1000:1000 + CLIP_FRAMES]
     with torch.no_grad():
-        frames = encoder.encode_frames(*pack([first, second])).hidden
+        encoded = encoder.encode_frames(*pack([first, second]))
+    frames = encoded.hidden.split(encoded.lengths)
     return torch.nn.functional.cosine_similarity(frames[0], frames[1], dim=-1).mean().item()
 
 

@@ -43,7 +43,7 @@ def test_packed_clips_match_whisper_encoder_per_clip(speech_mel):
         reference = hf_whisper_encoder(encoder, clip.shape[1])
         with torch.no_grad():
             blocks, final = block_and_final_outputs(reference, torch.as_tensor(clip))
-            ours = frames.hidden[index, : frames.lengths[index]]
+            ours = frames.hidden.split(frames.lengths)[index]
             torch.testing.assert_close(ours, blocks, rtol=0, atol=1e-5)
             torch.testing.assert_close(encoder.ln_post(ours), final, rtol=0, atol=1e-5)
 

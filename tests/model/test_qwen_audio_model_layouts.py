@@ -9,7 +9,10 @@ micro-batch with one clip for two TP ranks, micro-batches and a whole data-paral
 - logits of a text batch equal transformers' Qwen2ForCausalLM (1e-5), padded vocabulary rows are -inf;
 - loss within 1e-6 relative and every gradient shard within 1e-5 relative of the reference, encoder included, for
   a step with everything trainable, with the decoder frozen (stage 1) and with the encoder frozen (stage 2);
-  a gradient summed over TP ranks one time too many or too few (the encoder's) moves it by O(1).
+  a gradient summed over TP ranks one time too many or too few (the encoder's) moves it by O(1);
+- packed (every layout and the single process): the everything-trainable step with each micro-batch's rows packed
+  into one row gives the same loss and gradients as the padded rows (attention leaking across samples changes both;
+  RoPE scores depend only on position differences, so restarting positions is exact either way).
 Single process: the decoder input holds each clip's encoder rows at its span and token embeddings elsewhere; freezing
 a part changes no gradient of the rest, and frozen parameters get none.
 """
@@ -27,7 +30,8 @@ WORKER = Path(__file__).with_name("qwen_audio_model_worker.py")
 LAUNCH_TIMEOUT_S = 300
 LAUNCHES = {1: ("1x1",), 2: ("2x1", "1x2", "1x1"), 4: ("2x2", "1x2")}
 LAYOUTS = [(processes, layout) for processes, layouts in LAUNCHES.items() if processes > 1 for layout in layouts]
-PASSES = ("train", "stage1", "stage2")
+PASSES = ("train", "stage1", "stage2", "packed")
+EXPECTED_PASS = {"packed": "train"}  # the padded pass the packed one must reproduce
 
 
 def _torchrun(processes: int, layouts: tuple[str, ...], weights: Path, out: Path) -> None:
@@ -108,8 +112,15 @@ def test_layout_logits_equal_hf_qwen2(launched, hf_logits, processes, layout):
 @pytest.mark.parametrize("pass_name", PASSES)
 @pytest.mark.parametrize("processes,layout", LAYOUTS)
 def test_layout_step_matches_single_process(launched, reference, processes, layout, pass_name):
-    expected = reference[pass_name]
-    results = _results(launched, processes, layout)
+    _assert_step_matches(_results(launched, processes, layout), reference[EXPECTED_PASS.get(pass_name, pass_name)],
+                         layout, pass_name)
+
+
+def test_single_process_packed_step_matches_the_padded_step(reference):
+    _assert_step_matches([reference], reference["train"], "1x1", "packed")
+
+
+def _assert_step_matches(results: list[dict], expected: dict, layout: str, pass_name: str) -> None:
     reports = [result[pass_name]["loss_report"] for result in results  # one per data-parallel replica
                if result["layout"].is_last_stage and result["layout"].tensor_parallel_rank == 0]
     total = torch.stack(reports).sum(dim=0)

@@ -64,6 +64,8 @@ def test_the_valid_config_passes_at_world_sizes_1_and_2(valid_config_file):
     (["parallel.sequence_parallel=true"], 1, "parallel.sequence_parallel=true needs parallel.tensor_parallel > 1"),
     (["parallel.sequence_parallel=true", "parallel.tensor_parallel=2"], 2,
      "parallel.sequence_parallel=true needs Transformer Engine norms, which the CPU runtime lacks"),
+    (["parallel.recompute=selective", "parallel.recompute_modules=[]"], 1,
+     "parallel.recompute=selective with no parallel.recompute_modules recomputes nothing"),
     (["parallel.precision=bf16"], 1,
      "parallel.precision=bf16 with parallel.device=cpu: the CPU runtime computes in fp32; set parallel.precision=fp32"),
     (["steps=0"], 1, "steps=0 must be at least 1"),

@@ -1,5 +1,6 @@
 """`mqa-train --plan`: the closed-form parameter, gradient and optimizer-state counts against what the trainer's own
-builders allocate (tiny model, CPU, fp32) at TP=1, TP=2 and PP=2 under the stage 1 and stage 2 freeze masks."""
+builders allocate (tiny model, CPU, fp32) at TP=1, TP=2 and PP=2 under the stage 1 and stage 2 freeze masks; the
+activation estimate under each activation-recompute setting."""
 import json
 import subprocess
 import sys
@@ -105,3 +106,22 @@ def test_plan_cli_prints_the_table_and_the_verdict(qwen_tokenizer_file):
     assert finished.returncode == 3, finished.stderr
     assert "| audio encoder params (M) | 640.1 | 0.0 |" in finished.stdout  # Whisper-large-v2's 32 blocks + adapter
     assert "does NOT fit" in finished.stdout
+
+
+def test_recompute_takes_its_share_off_the_decoder_activations():
+    """7B stage 2 at TP 2 x PP 2: selective MLP recompute drops 16 / TP bytes per token x hidden from every decoder
+    layer; full recompute keeps each layer's bf16 input plus one layer being rerun. Nothing else changes."""
+    config_file = REPO / "configs" / "qwen_audio_7b_stage2_sft.yaml"
+    plans = {setting: memory_plan(load_config(config_file, [f"parallel.recompute={setting}"]), 8)
+             for setting in ("none", "selective", "full")}
+    config = load_config(config_file, [])
+    tokens, hidden, tp = config.data.loader.max_batch_tokens, config.model.hidden_size, 2
+    layer = tokens * hidden * (10 + 24 // tp)
+    for stage, kept in enumerate(plans["none"]):
+        layers = kept.decoder_layers
+        selective, full = plans["selective"][stage], plans["full"][stage]
+        assert kept.activation_bytes_per_micro_batch - selective.activation_bytes_per_micro_batch \
+            == layers * tokens * hidden * 16 // tp
+        assert kept.activation_bytes_per_micro_batch - full.activation_bytes_per_micro_batch \
+            == layers * layer - (layers * tokens * hidden * 2 + layer)
+        assert kept.weight_bytes == full.weight_bytes and kept.optimizer_bytes == full.optimizer_bytes

@@ -7,8 +7,9 @@ that carry the real tokenizer's fingerprint. Launches cost seconds each, so a mo
   resumed (resume auto) to step 4: must equal "deepspeed" exactly (losses and final parameters);
 - "sft": `bash launch/sft.sh` stage 2 at TP=2, 2 steps from "deepspeed"'s weights (init_from);
 - "preempted" + "after_preemption": SIGUSR1 to one rank of a long run, then a run that resumes its checkpoint;
-- "loss" / "sample_loss": 2 data-parallel ranks x 2 micro-batches, token / sample loss averaging: the reported loss
-  and gradient norm against the per-row losses summed by hand (trainer_loss_worker.py).
+- "loss" / "sample_loss" / "packed_sample_loss": 2 data-parallel ranks x 2 micro-batches, token / sample loss
+  averaging, the last with packed batches: the reported loss and gradient norm against the per-sample losses summed by
+  hand (trainer_loss_worker.py).
 The optimizer's decay is constant, so a run's step count does not change its learning rates.
 """
 import json
@@ -94,7 +95,8 @@ def runs(tmp_path_factory, qwen_tokenizer_file):
               "data.loader.workers=0", "data.loader.max_batch_tokens=320", "optimizer.decay=constant",
               "log_interval=1", "eval_interval=2", "eval_steps=1", "save_interval=2", "keep_last=0"]
     tp2, pp2 = ["parallel.tensor_parallel=2"], ["parallel.pipeline_parallel=2"]
-    run_dirs = {name: root / name for name in ("deepspeed", "resumed", "sft", "preempted", "loss", "sample_loss")}
+    run_dirs = {name: root / name for name in ("deepspeed", "resumed", "sft", "preempted", "loss", "sample_loss",
+                                        "packed_sample_loss")}
     timings: dict[str, float] = {}
     pretrain, sft = ["bash", "launch/pretrain.sh"], ["bash", "launch/sft.sh"]
 
@@ -113,12 +115,14 @@ def runs(tmp_path_factory, qwen_tokenizer_file):
     stopped_at = _metrics(run_dirs["preempted"])[-1]["step"]
     after = _run("after_preemption", [*preempted, f"steps={stopped_at + 1}"], environment, timings)
     hand_summed = {}
-    for name, averaging in (("loss", "token"), ("sample_loss", "sample")):
+    for name, averaging, packed in (("loss", "token", False), ("sample_loss", "sample", False),
+                                    ("packed_sample_loss", "sample", True)):
         reference = root / f"hand_summed_{name}.json"
         _run(name, [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                     str(HERE / "trainer_loss_worker.py"), str(STAGE1), str(reference), *common,
                     "parallel.micro_batches_per_step=2", "steps=1", f"loss_averaging={averaging}",
-                    f"run_dir={run_dirs[name]}"], environment, timings)
+                    f"data.loader.pack_sequences={str(packed).lower()}", f"run_dir={run_dirs[name]}"],
+             environment, timings)
         hand_summed[name] = json.loads(reference.read_text())
     print("launch wall times:", {name: f"{seconds:.1f} s" for name, seconds in timings.items()})
     yield {"dirs": run_dirs, "stopped_at": stopped_at, "after_preemption_stdout": after.stdout,
@@ -205,24 +209,27 @@ def test_preemption_saves_exits_0_and_the_next_run_resumes_there(runs):
 
 
 def _hand_summed_means(hand_summed: dict) -> dict[str, float]:
-    """The loss means of one step's rows (every micro-batch of every data-parallel rank) under each averaging, and
+    """The loss means of one step's samples (every micro-batch of every data-parallel rank) under each averaging, and
     the mean of per-micro-batch means that neither should be."""
-    batches = [batch for rank in hand_summed["rows"] for batch in rank]
+    batches = [batch for rank in hand_summed["samples"] for batch in rank]
     assert len(batches) == 4  # 2 data-parallel ranks x 2 micro-batches
-    rows = [row for batch in batches for row in batch]
-    return {"token": sum(total for total, _ in rows) / sum(tokens for _, tokens in rows),
-            "sample": sum(total / tokens for total, tokens in rows) / len(rows),
+    samples = [sample for batch in batches for sample in batch]
+    return {"token": sum(total for total, _ in samples) / sum(tokens for _, tokens in samples),
+            "sample": sum(total / tokens for total, tokens in samples) / len(samples),
             "batch": sum(sum(t for t, _ in batch) / sum(n for _, n in batch) for batch in batches) / len(batches)}
 
 
-@pytest.mark.parametrize("run, averaging, other", [("loss", "token", "batch"), ("sample_loss", "sample", "token")])
+@pytest.mark.parametrize("run, averaging, other", [("loss", "token", "batch"), ("sample_loss", "sample", "token"),
+                                                  ("packed_sample_loss", "sample", "token")])
 def test_reported_loss_and_gradient_norm_follow_the_loss_averaging_over_micro_batches_and_data_parallel_ranks(
         runs, run, averaging, other):
+    samples_per_row = runs["hand_summed"][run]["samples_per_row"]
+    assert (max(samples_per_row) > 1) == run.startswith("packed")  # packed rows hold several samples
     means = _hand_summed_means(runs["hand_summed"][run])
     reported = _metrics(runs["dirs"][run])[0]
     tolerance = 1e-6
     assert reported["loss"] == pytest.approx(means[averaging], rel=tolerance)
-    # The rows differ enough to tell the means apart: at the first step every token costs about ln(vocabulary), so
+    # The samples differ enough to tell the means apart: at the first step every token costs about ln(vocabulary), so
     # they are close, but still many times further apart than the tolerance.
     assert abs(means[other] - means[averaging]) > 10 * tolerance * means[averaging]
     # the gradient is that of the same mean: its norm, before clipping, equals the hand-made one

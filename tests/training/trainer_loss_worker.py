@@ -2,10 +2,11 @@
 
 Before training, each rank reads the batches its first step will take (a fresh loader of its data-parallel rank) and
 computes, with a plain forward of the Trainer's model (no pipeline schedule, no loss normalisation), the summed loss
-and target tokens of every row of every batch. From them it also computes, by hand, the first step's gradient norm
-under the config's loss averaging: the gradient of the per-token (or per-sample) mean over every row of every
-data-parallel rank. Rank 0 writes every rank's rows and that norm to OUT as JSON; then every rank runs the Trainer for
-its configured steps, which logs the loss and gradient norm it reports to metrics.jsonl.
+and target tokens of every sample of every batch (a row, or a `cu_seqlens` slice of a packed row). From them it also
+computes, by hand, the first step's gradient norm under the config's loss averaging: the gradient of the per-token (or
+per-sample) mean over every sample of every data-parallel rank. Rank 0 writes every rank's samples, the samples per
+row of each batch and that norm to OUT as JSON; then every rank runs the Trainer for its configured steps, which logs
+the loss and gradient norm it reports to metrics.jsonl.
 """
 import json
 import sys
@@ -30,18 +31,21 @@ def main() -> None:
     batches = iter(loader)
     model = trainer.model_chunks[0].module
     trained = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    rows, objective, count = [], torch.zeros(()), 0
+    samples, samples_per_row, objective, count = [], [], torch.zeros(()), 0
     for _ in range(config.parallel.micro_batches_per_step):
         batch = next(batches)
-        row_totals = model(**model_inputs(batch, trainer.device)).double().sum(dim=1)
-        row_tokens = batch.loss_mask.sum(dim=1).double()
-        rows.append(torch.stack([row_totals.detach(), row_tokens], dim=1).tolist())
+        losses = model(**model_inputs(batch, trainer.device)).double()
+        slices = sample_slices(batch)
+        sample_totals = torch.stack([losses[row, start:end].sum() for row, start, end in slices])
+        sample_tokens = torch.stack([batch.loss_mask[row, start:end].sum() for row, start, end in slices]).double()
+        samples.append(torch.stack([sample_totals.detach(), sample_tokens], dim=1).tolist())
+        samples_per_row.append(batch.num_samples / batch.tokens.shape[0])
         if config.loss_averaging == "sample":
-            objective = objective + (row_totals / row_tokens).sum()
-            count += len(row_tokens)
+            objective = objective + (sample_totals / sample_tokens).sum()
+            count += len(sample_tokens)
         else:
-            objective = objective + row_totals.sum()
-            count += int(row_tokens.sum())
+            objective = objective + sample_totals.sum()
+            count += int(sample_tokens.sum())
     gradients = torch.autograd.grad(objective, trained)
     flat = torch.cat([gradient.reshape(-1) for gradient in gradients]).double()
     totals = torch.tensor([float(count)], dtype=torch.float64)
@@ -49,12 +53,20 @@ def main() -> None:
     dist.all_reduce(totals)
     grad_norm = (flat / totals).norm().item()
     gathered = [None] * layout.world_size
-    dist.all_gather_object(gathered, rows)
+    dist.all_gather_object(gathered, samples)
     if layout.rank == 0:
         with open(out, "w") as file:
-            json.dump({"rows": gathered, "grad_norm": grad_norm}, file)
+            json.dump({"samples": gathered, "grad_norm": grad_norm, "samples_per_row": samples_per_row}, file)
     trainer.train()
     shutdown_parallel()
+
+
+def sample_slices(batch) -> list[tuple[int, int, int]]:
+    """(row, start, end) of each sample: whole rows, or the cu_seqlens segments of a packed row."""
+    if batch.cu_seqlens is None:
+        return [(row, 0, batch.tokens.shape[1]) for row in range(batch.tokens.shape[0])]
+    bounds = batch.cu_seqlens.tolist()
+    return [(0, start, end) for start, end in zip(bounds, bounds[1:])]
 
 
 if __name__ == "__main__":
