@@ -10,7 +10,8 @@ setup(
     version="0.1.0",
     description="Train Qwen-Audio style audio-language models at cluster scale on megatron-core and DeepSpeed",
     packages=find_packages(include=["megatron_qwen_audio", "megatron_qwen_audio.*", "data_prep", "data_prep.*"]),
-    package_data={"megatron_qwen_audio.text": ["qwen_audio_special_tokens.json"]},
+    package_data={"megatron_qwen_audio.text": ["qwen_audio_special_tokens.json"],
+                  "data_prep": ["qa_demonstrations.json"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.4",
@@ -30,11 +31,15 @@ setup(
         "matplotlib>=3.7",
         "pyyaml>=6.0",
         "numpy>=1.24",
+        "openai>=1.40",
     ],
     extras_require={"dev": ["pytest>=8"]},
     entry_points={
         "console_scripts": [
             "mqa-build-shards=data_prep.build_shards:main",
+            "mqa-make-manifest=data_prep.make_manifest:main",
+            "mqa-make-qa=data_prep.make_qa:main",
+            "mqa-stats=data_prep.shard_stats:main",
             "mqa-fetch-tokenizer=megatron_qwen_audio.text.fetch:main",
             "mqa-prepare-asterisk=data_prep.asterisk:main",
             "mqa-loader-dry-run=megatron_qwen_audio.data.dry_run:main",

@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from data_prep.corpora.common import CorpusLayoutError
 from data_prep.manifest import ManifestLayout, scan_manifest
+from data_prep.recipe import MIXTURE_FILE, build_recipe, load_recipe, summary_lines
 from data_prep.shard_writer import (
     RECORD_SUFFIX,
     BuildSettings,
@@ -35,8 +37,9 @@ from data_prep.shard_writer import (
 from megatron_qwen_audio.data.shard_format import INDEX_FILE, REJECTS_FILE, ShardSetIndex
 from megatron_qwen_audio.text.fetch import TokenizerChecksumError, resolve_tokenizer_file
 from megatron_qwen_audio.text.tokenizer import QwenTokenizer, TextTokenizer
+from megatron_qwen_audio.training.config_yaml import ConfigError
 
-BUILDER_REVISION = 1  # bump when the bytes written for the same input change
+BUILDER_REVISION = 2  # bump when the bytes written for the same input change (2: index entries record tags)
 EXIT_USAGE = 2
 EXIT_TOO_MANY_REJECTS = 3
 PROGRAM = "mqa-build-shards"
@@ -46,6 +49,7 @@ manifest format: JSON Lines, one sample per line. Required: "id", "task". Audio 
 manifest's folder (or absolute); any format libsndfile reads, resampled to 16 kHz; at most 30 s per clip.
   transcribe  {"id": "a1", "audio": "wav/a1.flac", "task": "transcribe", "audio_lang": "en", "text_lang": "en", "text": "hello world"}
   (word timestamps) {"id": "a2", "audio": "wav/a2.wav", "task": "transcribe", "audio_lang": "en", "text_lang": "en", "timestamps": true, "words": [{"word": "hello", "start": 0.1, "end": 0.5}, {"word": " world", "start": 0.6, "end": 1.0}]}
+  (a segment) {"id": "a3", "audio": "long/talk.flac", "start": 12.5, "end": 17.25, "task": "transcribe", "audio_lang": "en", "text_lang": "en", "text": "a cut of a long recording"}
   translate   {"id": "b1", "audio": "wav/b1.wav", "task": "translate", "audio_lang": "fr", "text_lang": "en", "text": "good morning"}
   caption     {"id": "c1", "audio": "wav/c1.wav", "task": "caption", "text_lang": "en", "text": "a dog barks twice"}
   keyword     {"id": "d1", "audio": "wav/d1.wav", "task": "keyword", "text_lang": "en", "instruction": "scene", "text": "airport"}
@@ -182,8 +186,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         epilog=MANIFEST_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--manifest", type=Path, required=True, help="JSONL manifest (format below)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder for shards, index and rejects")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", type=Path, help="JSONL manifest (format below)")
+    source.add_argument("--recipe", type=Path, help="build every set of a recipe (configs/recipes/, "
+                        "data_prep/recipe.py) and write its mixture file; the options below apply to each set")
+    parser.add_argument("--out", type=Path, help="output folder for shards, index and rejects (with --manifest)")
     parser.add_argument("--workers", type=_positive_int, default=len(os.sched_getaffinity(0)),
                         help="worker processes (default: the CPUs this process may use)")
     parser.add_argument("--samples-per-shard", type=_positive_int, default=1000,
@@ -197,6 +204,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="qwen.tiktoken (default: $MQA_TOKENIZER_FILE, else the cache filled by "
                              "mqa-fetch-tokenizer)")
     args = parser.parse_args(argv)
+    if args.recipe is not None:
+        if args.out is not None:
+            parser.error("--out goes with --manifest; a recipe names its own folders (`shards:`)")
+        if not args.recipe.is_file():
+            parser.error(f"--recipe {args.recipe}: no such file")
+        return args
+    if args.out is None:
+        parser.error("--manifest needs --out, the folder to write the shard set to")
     if not args.manifest.is_file():
         parser.error(f"--manifest {args.manifest}: no such file")
     if args.out.exists() and not args.out.is_dir():
@@ -211,6 +226,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, TokenizerChecksumError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if args.recipe is None:
+        return build_shard_set(args.manifest, args.out, args, tokenizer_file)
+    try:
+        recipe = load_recipe(args.recipe)
+        status, table = build_recipe(recipe, args.recipe,
+                                     lambda manifest, out: build_shard_set(manifest, out, args, tokenizer_file))
+    except (ConfigError, CorpusLayoutError) as error:
+        print(f"{PROGRAM}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if status:
+        print(f"{PROGRAM}: a set of {args.recipe} did not build (above); fix it and run again: built sets are reused",
+              file=sys.stderr)
+        return status
+    print("\n".join(summary_lines(table, Path(recipe.shards) / MIXTURE_FILE)))
+    return 0
+
+
+def build_shard_set(manifest: Path, out: Path, args: argparse.Namespace, tokenizer_file: Path) -> int:
+    """One manifest -> one shard set in `out` under the command's settings; the exit status."""
+    args = argparse.Namespace(**{**vars(args), "manifest": manifest, "out": out})
     tokenizer = QwenTokenizer.from_file(tokenizer_file)
     layout = scan_manifest(args.manifest, args.samples_per_shard)
     settings = BuildSettings(

@@ -9,6 +9,7 @@ Line format (JSON object; fields beyond these are kept and ignored here):
   id          required, non-empty string
   task        required: transcribe | translate | caption | keyword | qa | lid | chat | text
   audio       path of the clip, relative to the manifest's folder or absolute
+  start, end  seconds: the clip is that range of the `audio` file (a segment of a long recording)
   audio_lang, text_lang, text, timestamps (bool), words ([{word, start, end}]), instruction, question, answer
   messages    chat/text samples: [{role, content}], content a string or a list of items, where user turns may hold
               `{"audio": path}` items (several allowed, in order) next to `{"text": ...}` items

@@ -25,7 +25,7 @@ from megatron_qwen_audio.data.shard_format import (
     mel_member,
     sample_key,
 )
-from megatron_qwen_audio.text.tags import TagFormatError, TaggedSequence, build_sequence
+from megatron_qwen_audio.text.tags import TagFormatError, TaggedSequence, build_sequence, prompt_tags
 from megatron_qwen_audio.text.tokenizer import TextTokenizer
 
 
@@ -71,6 +71,7 @@ class EncodedSample:
             task=sample["task"],
             audio_lang=sample.get("audio_lang"),
             text_lang=sample.get("text_lang"),
+            tags=prompt_tags(self.sequence),
         )
 
 
@@ -80,7 +81,9 @@ def encode_row(row: ManifestRow, tokenizer: TextTokenizer, max_tokens: int) -> E
     Raises SampleRejected for missing, unreadable, empty or over-long audio, content the tag builder refuses
     (unknown task or language, empty target, timestamps outside the audio, ...) and sequences over `max_tokens`.
     """
-    clips = [_clip_features(index, path) for index, path in enumerate(row.audio_paths)]
+    segment = clip_segment(row.sample)
+    clips = [_clip_features(index, path, segment if index == 0 else None)
+             for index, path in enumerate(row.audio_paths)]
     mels = [mel for mel, _ in clips]
     seconds = [clip_seconds for _, clip_seconds in clips]
     try:
@@ -95,19 +98,40 @@ def encode_row(row: ManifestRow, tokenizer: TextTokenizer, max_tokens: int) -> E
     return EncodedSample(row=row, mels=mels, seconds=seconds, sequence=sequence)
 
 
-def _clip_features(index: int, path: Path) -> tuple[np.ndarray, float]:
-    """float16 log-mel [80, T] and length in seconds of clip `index`; the header is checked before decoding."""
+def clip_segment(sample: dict) -> tuple[float, float] | None:
+    """(start, end) in seconds of the top-level clip when the row cuts it from a longer file (`start`/`end`), else
+    None; SampleRejected when only one is given or they are not increasing non-negative numbers."""
+    if "start" not in sample and "end" not in sample:
+        return None
+    if "audio" not in sample:
+        raise SampleRejected("start/end: only a top-level 'audio' clip can be cut; remove them or add 'audio'")
+    bounds = [sample.get(name) for name in ("start", "end")]
+    if any(isinstance(bound, bool) or not isinstance(bound, (int, float)) for bound in bounds):
+        raise SampleRejected(f"start/end: expected both as seconds, got start={bounds[0]!r} end={bounds[1]!r}")
+    start, end = (float(bound) for bound in bounds)
+    if not 0 <= start < end:
+        raise SampleRejected(f"start/end: {start} to {end} s is not a range within the file; need 0 <= start < end")
+    return start, end
+
+
+def _clip_features(index: int, path: Path, segment: tuple[float, float] | None) -> tuple[np.ndarray, float]:
+    """float16 log-mel [80, T] and length in seconds of clip `index` (the `segment` of the file when given); the
+    header is checked before decoding."""
     where = f"audio clip {index}"
     try:
         info = probe_audio(path)
         if info.frames == 0:
             raise SampleRejected(f"{where}: {path}: file holds zero samples; drop it from the manifest")
-        if info.seconds > MAX_SECONDS:
+        if segment is not None and segment[1] > info.seconds:
+            raise SampleRejected(f"{where}: {path}: end {segment[1]} s is past the file's {info.seconds:.2f} s; "
+                                 "fix start/end")
+        seconds = info.seconds if segment is None else segment[1] - segment[0]
+        if seconds > MAX_SECONDS:
             raise SampleRejected(
-                f"{where}: {path}: {info.seconds:.2f} s long, over the {MAX_SECONDS} s the audio encoder takes; "
+                f"{where}: {path}: {seconds:.2f} s long, over the {MAX_SECONDS} s the audio encoder takes; "
                 "split the clip or drop it"
             )
-        waveform = load_audio(path)
+        waveform = load_audio(path, segment)
     except AudioDecodeError as error:
         raise SampleRejected(f"{where}: {error}") from None
     try:

@@ -55,15 +55,21 @@ def probe_audio(path: str | os.PathLike) -> AudioInfo:
     return AudioInfo(sample_rate=info.samplerate, frames=info.frames, channels=info.channels)
 
 
-def load_audio(path: str | os.PathLike) -> np.ndarray:
+def load_audio(path: str | os.PathLike, segment: tuple[float, float] | None = None) -> np.ndarray:
     """Decode `path` to a float32 mono waveform at 16 kHz: channels averaged, other rates resampled with soxr (HQ).
+    With `segment` = (start, end) in seconds, only that range of the file is read (a clip of a long recording).
 
     Raises AudioDecodeError for a missing or unreadable file, a file with no samples, or non-finite samples.
     """
     try:
         with soundfile.SoundFile(os.fspath(path)) as audio:
-            data = _read_float32(audio)
             sample_rate = audio.samplerate
+            frames = -1
+            if segment is not None:
+                first = round(segment[0] * sample_rate)
+                frames = round(segment[1] * sample_rate) - first
+                audio.seek(first)
+            data = _read_float32(audio, frames)
     except soundfile.LibsndfileError as error:
         raise _unreadable(path, error) from error
     if data.shape[0] == 0:
@@ -76,13 +82,14 @@ def load_audio(path: str | os.PathLike) -> np.ndarray:
     return soxr.resample(mono, sample_rate, SAMPLE_RATE, quality="HQ")
 
 
-def _read_float32(audio: soundfile.SoundFile) -> np.ndarray:
-    """All frames as float32 [frames, channels], the values libsndfile's float read gives.
+def _read_float32(audio: soundfile.SoundFile, frames: int = -1) -> np.ndarray:
+    """`frames` frames from the current position (-1: to the end) as float32 [frames, channels], the values
+    libsndfile's float read gives.
 
     16-bit PCM (most speech corpora) is read as int16 and scaled by 2**-15 here: the same values libsndfile's own
     float conversion produces (an exact power-of-two scaling), at a quarter of its cost.
     """
     if audio.subtype != "PCM_16":
-        return audio.read(dtype="float32", always_2d=True)
-    pcm = audio.read(dtype="int16", always_2d=True)
+        return audio.read(frames, dtype="float32", always_2d=True)
+    pcm = audio.read(frames, dtype="int16", always_2d=True)
     return np.multiply(pcm, np.float32(1 / 32768), dtype=np.float32)

@@ -62,6 +62,7 @@ class SampleEntry:
     task: str
     audio_lang: str | None = None
     text_lang: str | None = None
+    tags: str | None = None  # the prompt's tag hierarchy (text.tags.prompt_tags); None in indexes built before it
 
     def array_members(self) -> list[str]:
         """Member suffixes of the sample's arrays (tokens, labels, each clip's mel); its json metadata aside."""

@@ -36,19 +36,26 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 
+from megatron_qwen_audio.data.shard_format import IGNORE_INDEX
 from megatron_qwen_audio.text.chatml import build_chatml_sequence
 from megatron_qwen_audio.text.sequence_builder import (
     SequenceBuilder,
-    TaggedSequence,
     TagFormatError,
+    TaggedSequence,
     optional_text,
     required_text,
 )
 from megatron_qwen_audio.text.special_tokens import (
+    AUDIO_END,
+    AUDIO_PAD,
+    AUDIO_START,
     ENDOFTEXT,
+    IM_START,
     audio_language_token,
     output_instruction_token,
+    special_tokens,
     text_language_token,
     timestamp_token,
 )
@@ -238,3 +245,23 @@ def build_sequence(
     else:
         _lid_sequence(sample, builder)
     return builder.build()
+
+
+CHATML_TAGS = "chatml"  # what prompt_tags says of a ChatML sequence: its prompt is turns, not a tag hierarchy
+
+
+def prompt_tags(sequence: TaggedSequence) -> str:
+    """The tags a sequence is conditioned on, as text: the special tokens of its prompt (untrained positions) other
+    than the audio span's, in order, e.g. `<|startoftranscript|><|fr|><|translate|><|en|><|notimestamps|><|itn|>`;
+    `chatml` for ChatML sequences. Shard indexes record it so a mixture's tag combinations can be counted."""
+    names = _special_names()
+    prompt_ids = sequence.input_ids[sequence.labels == IGNORE_INDEX].tolist()
+    spelled = [names[token] for token in prompt_ids if token in names]
+    if IM_START in spelled:
+        return CHATML_TAGS
+    return "".join(name for name in spelled if name not in (AUDIO_START, AUDIO_PAD, AUDIO_END))
+
+
+@cache
+def _special_names() -> dict[int, str]:
+    return {token: name for name, token in special_tokens().items()}

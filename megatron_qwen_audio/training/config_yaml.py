@@ -6,10 +6,10 @@ section) trains the wrong thing for days: an unknown key names the file, line an
 valid key; a value of the wrong type names the key and the expected type. Every key remembers where it was set
 (`file:line`, or the command-line override), so the message points at the line to fix.
 
-Layering, in order: a file's `base:` (another YAML, relative to the file; itself possibly layered) is read first and
-the file's keys are merged over it (mappings merge key by key, lists and scalars replace), then the overrides apply.
-A mapping may name a preset (`preset: NAME`) where the caller registered presets for its dataclass: the preset
-replaces the dataclass defaults and the mapping's other keys override it.
+Layering, in order: a file's `base:` (another YAML, relative to the file, or a list of them merged in order; each
+itself possibly layered) is read first and the file's keys are merged over it (mappings merge key by key, lists and
+scalars replace), then the overrides apply. A mapping may name a preset (`preset: NAME`) where the caller registered
+presets for its dataclass: the preset replaces the dataclass defaults and the mapping's other keys override it.
 
 Hand-written rather than pydantic/OmegaConf: the checks are few, and the messages (file:line, difflib suggestion,
 preset names) are what this module is for.
@@ -67,14 +67,20 @@ def _read_layered(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins]:
     data, origins = _read_file(path)
     if BASE_KEY not in data:
         return data, origins
-    base = data.pop(BASE_KEY)
-    if not isinstance(base, str) or not base:
-        raise ConfigError(f"{origins[BASE_KEY]}: `{BASE_KEY}:` must be the path of another YAML file, got {base!r}")
-    base_path = path.parent / base
-    if not base_path.is_file():
-        raise ConfigError(f"{origins[BASE_KEY]}: base file {base!r} not found (looked for {base_path}); paths in "
-                          f"`{BASE_KEY}:` are relative to the file that names them")
-    merged, merged_origins = _read_layered(base_path, (*chain, resolved))
+    bases = data.pop(BASE_KEY)
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not bases or not all(isinstance(base, str) and base for base in bases):
+        raise ConfigError(f"{origins[BASE_KEY]}: `{BASE_KEY}:` must be the path of another YAML file or a list of "
+                          f"them, got {bases!r}")
+    merged, merged_origins = {}, {}
+    for base in bases:  # later bases override earlier ones, the file overrides them all
+        base_path = path.parent / base
+        if not base_path.is_file():
+            raise ConfigError(f"{origins[BASE_KEY]}: base file {base!r} not found (looked for {base_path}); paths "
+                              f"in `{BASE_KEY}:` are relative to the file that names them")
+        base_data, base_origins = _read_layered(base_path, (*chain, resolved))
+        _merge_into(merged, base_data)
+        merged_origins.update(base_origins)
     del origins[BASE_KEY]
     _merge_into(merged, data)
     merged_origins.update(origins)  # every key present in `data` (lists' items included) is now the file's

@@ -142,3 +142,12 @@ def test_non_finite_samples(tmp_path):
     with pytest.raises(AudioDecodeError, match="NaN or infinite") as error:
         load_audio(path)
     assert_names_file(error, path)
+
+
+def test_a_segment_reads_that_range_of_the_file(tmp_path):
+    wave = tone(8_000, 2.0)
+    path = tmp_path / "clip_8k.wav"
+    soundfile.write(path, wave, 8_000, subtype="FLOAT")
+    segment = load_audio(path, (0.5, 1.25))
+    np.testing.assert_array_equal(segment, soxr.resample(wave[4000:10000], 8_000, 16_000, quality="HQ"))
+    assert len(load_audio(path, (0.0, 2.0))) == len(load_audio(path))

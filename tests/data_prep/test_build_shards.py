@@ -256,3 +256,24 @@ def test_help_gives_a_valid_example_line_for_every_task(qwen_tokenizer, tmp_path
         clips = len(row.audio_paths)
         sequence = build_sequence(row.sample, [300] * clips, [3.0] * clips, qwen_tokenizer)
         assert (sequence.labels != IGNORE_INDEX).any()
+
+
+def test_a_row_with_start_and_end_is_that_range_of_its_file(tmp_path, qwen_tokenizer_file):
+    """A segment of a long recording: the stored mel is the log-mel of the range alone (first sample at `start`),
+    its seconds the range's; a range past the file's end or not increasing is rejected with the reason."""
+    recording = tmp_path / "talk.flac"
+    soundfile.write(recording, _tone(4.0, 16000, seed=5), 16000, subtype="PCM_16")
+    common = {"audio": "talk.flac", "task": "transcribe", "audio_lang": "en", "text_lang": "en", "text": "a cut"}
+    rows = [{"id": "cut", "start": 1.25, "end": 2.5, **common}, {"id": "past", "start": 3.5, "end": 4.5, **common},
+            {"id": "backwards", "start": 2.0, "end": 1.0, **common}, {"id": "half", "start": 1.0, **common}]
+    manifest = tmp_path / "segments.jsonl"
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    out = tmp_path / "built"
+    assert main(_args(manifest, out, qwen_tokenizer_file, "--max-reject-fraction", "1")) == 0
+    (sample,) = _read_back(out)
+    expected = log_mel(load_audio(recording)[20000:40000])
+    np.testing.assert_allclose(sample["mel.npy"].astype(np.float32), expected, atol=1e-3, rtol=0)
+    assert sample["json"]["seconds"] == [1.25]
+    reasons = [json.loads(line)["reason"] for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert ["end 4.5 s is past the file's 4.00 s" in reasons[0], "start/end: 2.0 to 1.0 s is not a range" in reasons[1],
+            "start/end: expected both as seconds, got start=1.0 end=None" in reasons[2]] == [True] * 3

@@ -1,7 +1,7 @@
 """Tag sequences of the pretraining tasks against hand-written expected strings (released eval-script formats)."""
 import pytest
 
-from megatron_qwen_audio.text.tags import TagFormatError, build_sequence
+from megatron_qwen_audio.text.tags import TagFormatError, build_sequence, prompt_tags
 
 CLIP_FRAMES, CLIP_PADS, CLIP_SECONDS = 300, 75, 3.0  # 300 mel frames -> 150 after the conv stem -> 75 pooled
 SPAN = "<audio>" + "[[[AUDIO:modality]]]" * CLIP_PADS + "</audio>"
@@ -180,3 +180,20 @@ def test_audio_text_stands_where_the_audio_span_would(qwen_tokenizer, assert_seq
 def test_audio_text_problems_name_the_field(qwen_tokenizer, sample, frames, message):
     with pytest.raises(TagFormatError, match=message):
         build(sample, qwen_tokenizer, frames=frames, seconds=[CLIP_SECONDS] * len(frames))
+
+
+@pytest.mark.parametrize("sample, tags", [
+    ({"task": "translate", "audio_lang": "fr", "text_lang": "en", "text": "Good morning."},
+     "<|startoftranscript|><|fr|><|translate|><|en|><|notimestamps|><|itn|>"),
+    ({"task": "transcribe", "audio_lang": "en", "text_lang": "en", "timestamps": True,
+      "words": [{"word": "hi", "start": 0.1, "end": 0.4}]},
+     "<|startoftranscript|><|en|><|transcribe|><|en|><|timestamps|>"),
+    ({"task": "qa", "audio_lang": "en", "question": "What <|en|> is heard?", "answer": "Rain."},
+     "<|startofanalysis|><|en|><|question|><|answer|>"),  # a tag spelled in the question is text, not a tag
+    ({"task": "lid", "audio_lang": "it"}, "<|startoftranscript|>"),
+    ({"task": "text", "messages": [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}]},
+     "chatml"),
+])
+def test_prompt_tags_spell_the_hierarchy_a_sample_is_conditioned_on(qwen_tokenizer, sample, tags):
+    frames, seconds = ((), ()) if sample["task"] == "text" else ((CLIP_FRAMES,), (CLIP_SECONDS,))
+    assert prompt_tags(build(sample, qwen_tokenizer, frames, seconds)) == tags

@@ -110,6 +110,18 @@ stage: {name: stage2}
     assert config.stage.name == "stage2" and config.stage.trainable == ("audio_encoder.*",)
 
 
+def test_a_list_of_bases_merges_in_order_under_the_file(write_yaml, tmp_path):
+    write_yaml("model.yaml", "steps: 30\nseed: 7\nmodel: {preset: tiny}\ndata: {loader: {workers: 0}}\n")
+    write_yaml("mixture.yaml", "seed: 8\ndata:\n  train: [{path_or_url: a, weight: 0.25}, {path_or_url: b}]\n")
+    child = write_yaml("run.yaml", "base: [model.yaml, mixture.yaml]\nsteps: 40\n")
+    config = load_config(child)
+    assert (config.steps, config.seed, config.data.loader.workers) == (40, 8, 0)  # file > later base > earlier
+    assert config.data.train == (ShardSetSpec("a", weight=0.25), ShardSetSpec("b"))
+    with pytest.raises(ConfigError, match=re.escape(f"{child.with_name('bad.yaml')}:1: `base:` must be the path of "
+                                                    "another YAML file or a list of them, got [3]")):
+        load_config(write_yaml("bad.yaml", "base: [3]\n"))
+
+
 def test_base_cycle_and_missing_base_are_errors(write_yaml):
     write_yaml("a.yaml", "base: b.yaml\n")
     b = write_yaml("b.yaml", "base: a.yaml\n")
