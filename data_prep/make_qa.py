@@ -11,7 +11,10 @@ cached under `--cache` (default: beside the output) by a hash of the model, the 
 re-run, after an interruption or with a longer manifest, pays only for what it has not asked yet.
 
 Output: a manifest of `qa` rows (the source row's clip, segment and speech language, `question`, `answer`, and
-`source` = the row's id and label), in the input's order; every input line that gives none lands in
+`source` = the row's id and label), or with `--format chat` of ChatML rows (user: the clip and the question;
+assistant: the answer) for stage-2 SFT, in the input's order. With `--format chat --clips N` consecutive askable
+rows are asked about together: one multi-audio conversation (Audio 1 .. Audio N) per group, whose answer must agree
+with one of the clips' labels; every input line that gives none lands in
 `QA.rejects.jsonl` with its reason (no label to ask about, the endpoint failed, or the last reply's validation
 failure). Exit status 0, or 2 for a usage error.
 """
@@ -31,12 +34,13 @@ import openai
 from tqdm import tqdm
 
 from data_prep.manifest import ManifestReject, ManifestRow, read_manifest
-from data_prep.qa_prompts import NotAskable, chat_messages, row_label
+from data_prep.qa_prompts import Label, NotAskable, chat_messages, row_label
 from data_prep.qa_validation import checked_pair
 from megatron_qwen_audio.text.special_tokens import AUDIO_LANGUAGES
 
 PROGRAM = "mqa-make-qa"
-ROWS_PER_WINDOW = 1024  # rows whose requests are scheduled together (memory stays flat on long manifests)
+ROWS_PER_WINDOW = 1024  # rows whose requests are scheduled together (memory stays flat on long manifests); with
+# --clips > 1 a window's last conversation may hold fewer clips
 QUESTION_LANGUAGE = "en"  # the QA audio-language tag of non-speech clips, as the released ClothoAQA prompt has it
 
 
@@ -106,42 +110,79 @@ class Asker:
         return reply
 
 
-def qa_row(row: ManifestRow, question: str, answer: str, label_text: str, out_folder: Path) -> dict:
-    """The qa sample: the source row's clip (path relative to the output's folder) and segment, its speech language
+def qa_row(rows: list[ManifestRow], question: str, answer: str, labels: list[Label], out_folder: Path) -> dict:
+    """The qa sample of one row: its clip (path relative to the output's folder) and segment, its speech language
     (or `en` for non-speech), the pair, and where it came from."""
+    (row,), (label,) = rows, labels
     sample = row.sample
     audio_lang = sample.get("audio_lang")
     qa = {"id": f"{sample['id']}/qa", "task": "qa", "audio": os.path.relpath(row.audio_paths[0], out_folder)}
     qa.update({name: sample[name] for name in ("start", "end") if name in sample})
     qa["audio_lang"] = audio_lang if audio_lang in AUDIO_LANGUAGES and audio_lang != "unknown" else QUESTION_LANGUAGE
-    return {**qa, "question": question, "answer": answer, "source": {"id": sample["id"], "label": label_text}}
+    return {**qa, "question": question, "answer": answer, "source": {"id": sample["id"], "label": label.text}}
 
 
-async def row_outcome(row: ManifestRow | ManifestReject, asker: Asker, attempts: int,
-                      out_folder: Path) -> dict | Reject:
-    """The row's qa sample, or why it has none."""
+def chat_row(rows: list[ManifestRow], question: str, answer: str, labels: list[Label], out_folder: Path) -> dict:
+    """The pair as a ChatML sample for stage-2 SFT: the user turn holds the clips (the sample builder labels them
+    `Audio 1:`, `Audio 2:`, ...) and the question, the assistant turn the answer."""
+    user = [{"audio": os.path.relpath(row.audio_paths[0], out_folder)} for row in rows] + [{"text": question}]
+    return {"id": "+".join(row.sample["id"] for row in rows) + "/chat", "task": "chat",
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+            "source": [{"id": row.sample["id"], "label": label.text} for row, label in zip(rows, labels)]}
+
+
+SAMPLE_FORMATS = {"qa": qa_row, "chat": chat_row}
+
+
+def askable(row: ManifestRow | ManifestReject, sample_format: str) -> Label | Reject:
+    """The label to ask about, or why the row gives no sample."""
     if isinstance(row, ManifestReject):
         return Reject(row.line, row.id, row.reason)
     sample_id = row.sample["id"]
     if len(row.audio_paths) != 1:
         return Reject(row.line, sample_id, f"{len(row.audio_paths)} clips; QA is asked about one clip")
+    if sample_format == "chat" and ("start" in row.sample or "end" in row.sample):
+        return Reject(row.line, sample_id, "a segment (start/end) cannot be a chat audio item, which takes a whole "
+                                           "file; cut the clip or use --format qa")
     try:
-        label = row_label(row.sample)
+        return row_label(row.sample)
     except NotAskable as error:
         return Reject(row.line, sample_id, str(error))
-    messages = chat_messages(label)
+
+
+async def group_outcome(rows: list[ManifestRow], labels: list[Label], asker: Asker, attempts: int,
+                        out_folder: Path, sample_format: str) -> list[dict | Reject]:
+    """One sample about the rows' clips (one clip, or several for a multi-audio conversation), or a reject for each
+    row saying why there is none."""
+    messages = chat_messages(labels)
     reason = ""
     for attempt in range(attempts):
         try:
             reply = await asker.reply(messages, attempt)
         except openai.APIError as error:
-            return Reject(row.line, sample_id, f"the endpoint failed after retries: {type(error).__name__}: "
-                                               f"{' '.join(str(error).split())[:200]}")
-        checked = checked_pair(reply, label)
+            reason = (f"the endpoint failed after retries: {type(error).__name__}: "
+                      f"{' '.join(str(error).split())[:200]}")
+            break
+        checked = checked_pair(reply, labels)
         if isinstance(checked, tuple):
-            return qa_row(row, *checked, label.text, out_folder)
-        reason = checked
-    return Reject(row.line, sample_id, f"{reason} (after {attempts} attempts)")
+            return [SAMPLE_FORMATS[sample_format](rows, *checked, labels, out_folder)]
+        reason = f"{checked} (after {attempts} attempts)"
+    return [Reject(row.line, row.sample["id"], reason) for row in rows]
+
+
+async def window_outcomes(window: list[ManifestRow | ManifestReject], asker: Asker, args: argparse.Namespace,
+                          out_folder: Path) -> list[dict | Reject]:
+    """The samples and rejects of a window of rows, in the order of their (first) lines: askable rows go in
+    consecutive groups of `--clips`."""
+    checked = [(row, askable(row, args.format)) for row in window]
+    outcomes = [(label.line, label) for _, label in checked if isinstance(label, Reject)]
+    usable = [(row, label) for row, label in checked if not isinstance(label, Reject)]
+    groups = [usable[start: start + args.clips] for start in range(0, len(usable), args.clips)]
+    results = await asyncio.gather(*(group_outcome([row for row, _ in group], [label for _, label in group], asker,
+                                                   args.attempts, out_folder, args.format) for group in groups))
+    for group, group_result in zip(groups, results):
+        outcomes += [(group[0][0].line, outcome) for outcome in group_result]
+    return [outcome for _, outcome in sorted(outcomes, key=lambda item: item[0])]
 
 
 async def generate(args: argparse.Namespace) -> tuple[int, int, ReplyCounts]:
@@ -160,8 +201,7 @@ async def generate(args: argparse.Namespace) -> tuple[int, int, ReplyCounts]:
     with open(partial_out, "w", encoding="utf-8") as out, open(partial_rejects, "w", encoding="utf-8") as rejects, \
             tqdm(unit="row", desc=PROGRAM) as progress:
         while window := [row for _, row in zip(range(ROWS_PER_WINDOW), rows)]:
-            for outcome in await asyncio.gather(*(row_outcome(row, asker, args.attempts, out_folder)
-                                                  for row in window)):
+            for outcome in await window_outcomes(window, asker, args, out_folder):
                 if isinstance(outcome, Reject):
                     rejected += 1
                     rejects.write(json.dumps(outcome.__dict__, ensure_ascii=False) + "\n")
@@ -196,6 +236,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                                                 "(default 2)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
+    parser.add_argument("--format", choices=sorted(SAMPLE_FORMATS), default="qa",
+                        help="qa: tag-format QA samples (stage 1); chat: ChatML samples, the clip and question in "
+                             "the user turn (stage-2 SFT). Both read the same cached replies (default qa)")
+    parser.add_argument("--clips", type=int, default=1, help="clips per sample: 1, or with --format chat 2 or more "
+                        "for multi-audio conversations (consecutive rows grouped; default 1)")
     parser.add_argument("--cache", type=Path, help="reply cache folder (default: OUT's name + .cache beside it)")
     args = parser.parse_args(argv)
     for name in ("model", "api_key"):
@@ -204,9 +249,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"{flag} is required (or its environment variable; see {flag} in --help)")
     if not args.manifest.is_file():
         parser.error(f"--manifest {args.manifest}: no such file")
-    for name in ("concurrency", "attempts"):
+    for name in ("concurrency", "attempts", "clips"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
+    if args.clips > 1 and args.format != "chat":
+        parser.error("--clips > 1 makes multi-audio conversations: add --format chat")
     args.cache = args.cache or args.out.with_name(args.out.name + ".cache")
     return args
 

@@ -1,10 +1,12 @@
-"""What `mqa-make-qa` asks the language model for one manifest row: the row's label in words, its label kind, and the
-chat messages (instructions, the kind's hand-written demonstrations, the row).
+"""What `mqa-make-qa` asks the language model for one manifest row (or a few, for a multi-audio conversation): each
+row's label in words and its label kind, and the chat messages (instructions, hand-written demonstrations, labels).
 
 Kinds group rows whose labels read alike, so one set of demonstrations (data_prep/qa_demonstrations.json) serves
 them: captions; speech (a transcript, and the translation of a translation row); sound events and scenes; emotion;
-vocal sounds; speaker attributes; music. Keyword rows pick their kind by output instruction. A label is categorical
-(keyword rows: the answer must name one of its values) or free text (the answer must share a content word with it).
+vocal sounds; speaker attributes; music. Keyword rows pick their kind by output instruction. Multi-audio
+conversations (several clips, numbered Audio 1, Audio 2, ...) have demonstrations of their own, whatever the clips'
+kinds. A label is categorical (keyword rows: the answer must name one of its values) or free text (the answer must
+share a content word with it).
 """
 from __future__ import annotations
 
@@ -27,6 +29,13 @@ SYSTEM = ("You write training data for an audio-language model. Given the label 
           "question that a person listening to the clip could answer, and its answer, which must agree with the "
           "label and mention what the label says. Do not mention the label, a transcript or a file. Reply with only "
           'a JSON object: {"question": "...", "answer": "..."}')
+
+SYSTEM_SEVERAL = ("You write training data for an audio-language model. Given the labels of several audio clips, "
+                  "numbered as the conversation will show them (Audio 1, Audio 2, ...), write one question that a "
+                  "person listening to all of them could answer, comparing them or asking about one by its number, "
+                  "and its answer, which must agree with the labels and mention what they say. Do not mention labels, "
+                  'transcripts or files. Reply with only a JSON object: {"question": "...", "answer": "..."}')
+SEVERAL_KIND = "several"  # the demonstrations of multi-audio conversations
 
 
 class NotAskable(ValueError):
@@ -69,12 +78,25 @@ def demonstrations() -> dict[str, list[dict]]:
         return {kind: examples for kind, examples in json.load(handle).items() if not kind.startswith("_")}
 
 
-def chat_messages(label: Label) -> list[dict[str, str]]:
-    """System instructions, the kind's demonstrations as earlier turns, then the row's label."""
-    messages = [{"role": "system", "content": SYSTEM}]
-    for example in demonstrations()[label.kind]:
-        messages.append({"role": "user", "content": f"Label: {example['label']}"})
+def chat_messages(labels: list[Label]) -> list[dict[str, str]]:
+    """System instructions, demonstrations as earlier turns, then the labels: for one clip its kind's
+    demonstrations; for several (a multi-audio conversation) the comparison demonstrations."""
+    if len(labels) == 1:
+        messages = [{"role": "system", "content": SYSTEM}]
+        examples = [([example["label"]], example) for example in demonstrations()[labels[0].kind]]
+    else:
+        messages = [{"role": "system", "content": SYSTEM_SEVERAL}]
+        examples = [(example["labels"], example) for example in demonstrations()[SEVERAL_KIND]]
+    for example_labels, example in examples:
+        messages.append({"role": "user", "content": labels_prompt(example_labels)})
         messages.append({"role": "assistant", "content": json.dumps(
             {"question": example["question"], "answer": example["answer"]}, ensure_ascii=False)})
-    messages.append({"role": "user", "content": f"Label: {label.text}"})
+    messages.append({"role": "user", "content": labels_prompt([label.text for label in labels])})
     return messages
+
+
+def labels_prompt(texts: list[str]) -> str:
+    """`Label: ...` for one clip; `Audio 1 label: ...` lines for several, numbered as the conversation shows them."""
+    if len(texts) == 1:
+        return f"Label: {texts[0]}"
+    return "\n".join(f"Audio {number} label: {text}" for number, text in enumerate(texts, start=1))

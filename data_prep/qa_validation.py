@@ -26,8 +26,9 @@ def content_words(text: str) -> set[str]:
     return {word for word in WORD.findall(text.lower()) if word not in STOP_WORDS}
 
 
-def checked_pair(reply: str, label: Label) -> tuple[str, str] | str:
-    """(question, answer) of a valid reply, else the reason it is rejected."""
+def checked_pair(reply: str, labels: list[Label]) -> tuple[str, str] | str:
+    """(question, answer) of a valid reply, else the reason it is rejected; with several clips' labels (a
+    multi-audio conversation) the answer must agree with at least one of them."""
     text = reply.strip()
     fenced = FENCE.match(text)
     try:
@@ -44,10 +45,18 @@ def checked_pair(reply: str, label: Label) -> tuple[str, str] | str:
         return "empty question or answer"
     if REFUSALS.search(question) or REFUSALS.search(answer):
         return "the reply is a refusal"
+    disagreements = [disagreement(answer, label) for label in labels]
+    if all(disagreements):
+        return disagreements[0] if len(labels) == 1 else "the answer agrees with none of the clips' labels"
+    return question, answer
+
+
+def disagreement(answer: str, label: Label) -> str | None:
+    """Why the answer does not agree with the label, or None when it does (module doc)."""
     if label.values:
         lowered = answer.lower()
         if not any(re.search(rf"\b{re.escape(value.lower())}\b", lowered) for value in label.values):
             return f"the answer names none of the label's values ({', '.join(label.values)})"
     elif not content_words(answer) & content_words(label.free_text):
         return "the answer shares no content word with the label"
-    return question, answer
+    return None

@@ -23,7 +23,8 @@ from megatron_qwen_audio.text.special_tokens import AUDIO_END, AUDIO_START, spec
 
 @dataclass
 class AudioTextBatch:
-    tokens: torch.Tensor  # int64 [B, L]: input ids (each sample without its last token), right-padded with the pad id
+    tokens: torch.Tensor  # int64 [B, L]: input ids (each sample without its last token), right-padded with the pad id;
+    # packed: [1, sum of the samples' lengths], no padding
     labels: torch.Tensor  # int64 [B, L]: the next token after tokens[b, i]; the pad id where it does not count
     loss_mask: torch.Tensor  # float32 [B, L]: 1 where labels[b, i] counts in the loss (target positions), else 0
     position_ids: torch.Tensor  # int64 [B, L]: each sample's positions from 0 (0..L-1 per row when unpacked)
@@ -66,6 +67,7 @@ def collate(samples: list[DecodedSample], pad_token_id: int, tasks: list[str], p
     """
     assert len(tasks) == len(samples), "one task tag per sample"
     lengths = [len(sample.tokens) - 1 for sample in samples]
+    # where each sample starts in its row: back to back when packed, at 0 of its own row otherwise
     starts = np.concatenate([[0], np.cumsum(lengths)]) if pack else np.zeros(len(samples) + 1, dtype=np.int64)
     shape = (1, int(starts[-1])) if pack else (len(samples), max(lengths))
     tokens = np.full(shape, pad_token_id, dtype=np.int64)

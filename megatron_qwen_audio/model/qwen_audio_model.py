@@ -105,8 +105,8 @@ class QwenAudioModel(MegatronModule):
         Without it, RoPE positions are 0..L-1 in every row (one sample per row).
         """
         hidden = self.decoder_input(tokens, mel, mel_lengths, audio_spans) if self.pre_process else None
-        seq_length = (hidden if hidden is not None else self.decoder.input_tensor).shape[0]
-        packed = None if cu_seqlens is None else self.packed_seq_params(cu_seqlens, seq_length)
+        seq_length, rows = (hidden if hidden is not None else self.decoder.input_tensor).shape[:2]
+        packed = None if cu_seqlens is None else self.packed_seq_params(cu_seqlens, seq_length, rows)
         longest = seq_length if packed is None else packed.max_seqlen_q
         hidden = self.decoder(hidden_states=hidden, attention_mask=None, rotary_pos_emb=self.rotary_angles(longest),
                               packed_seq_params=packed)
@@ -133,10 +133,13 @@ class QwenAudioModel(MegatronModule):
         losses = selected.new_zeros(length * batch).index_put((positions,), selected)
         return losses.reshape(length, batch).transpose(0, 1) * loss_mask
 
-    def packed_seq_params(self, cu_seqlens: torch.Tensor, seq_length: int) -> PackedSeqParams:
+    def packed_seq_params(self, cu_seqlens: torch.Tensor, seq_length: int, rows: int) -> PackedSeqParams:
         """megatron's THD description of one packed row: the attention reads the sample boundaries from it, and
         megatron's RoPE gives each sample the angles of positions 0, 1, ... (angles of the longest sample passed)."""
         boundaries = cu_seqlens.tolist()
+        if rows != 1:
+            raise ValueError(f"cu_seqlens with a batch of {rows} rows: a packed batch is one row; build it with "
+                             "collate(pack=True)")
         if boundaries[0] != 0 or boundaries[-1] != seq_length or sorted(boundaries) != boundaries:
             raise ValueError(f"cu_seqlens {boundaries}: a packed row of {seq_length} positions needs sample starts "
                              f"rising from 0 to {seq_length}; build packed batches with collate(pack=True)")

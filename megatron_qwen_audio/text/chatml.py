@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from megatron_qwen_audio.text.sequence_builder import SequenceBuilder, TaggedSequence, TagFormatError
+from megatron_qwen_audio.text.sequence_builder import SequenceBuilder, TagFormatError, TaggedSequence
 from megatron_qwen_audio.text.special_tokens import IM_END, IM_START
 from megatron_qwen_audio.text.tokenizer import TextTokenizer
 

@@ -28,7 +28,7 @@ from torch import nn
 from megatron_qwen_audio.data.collate import AudioTextBatch
 from megatron_qwen_audio.training.config import LossAveraging
 
-__all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "per_sample_sums", "train_step"]
+__all__ = ["LossSum", "StepResult", "evaluate", "model_inputs", "train_step"]
 
 LOSS_REPORT_KEY = "lm loss"
 SAMPLE_REPORT_KEY = "sample loss"
@@ -78,7 +78,7 @@ def model_inputs(batch: AudioTextBatch, device: torch.device) -> dict[str, torch
     return inputs
 
 
-def per_sample_sums(values: torch.Tensor, cu_seqlens: torch.Tensor | None) -> torch.Tensor:
+def _per_sample_sums(values: torch.Tensor, cu_seqlens: torch.Tensor | None) -> torch.Tensor:
     """[B, L] -> [samples]: the sum of each sample's positions (a row's when unpacked, a `cu_seqlens` segment of the
     packed row otherwise). Differentiable: sample averaging back-propagates through it."""
     if cu_seqlens is None:
@@ -99,8 +99,8 @@ def _summed_loss(loss_averaging: LossAveraging, loss_mask: torch.Tensor, cu_seql
     """(summed loss, count, report) for the per-token-loss schedule, which divides by the count of the global batch:
     the masked per-token losses and the target tokens, or with sample averaging each sample's mean loss and the
     samples with targets (module doc). The report also holds each sample's loss sum and target tokens."""
-    sample_totals = per_sample_sums(masked_losses, cu_seqlens)
-    sample_tokens = per_sample_sums(loss_mask, cu_seqlens)
+    sample_totals = _per_sample_sums(masked_losses, cu_seqlens)
+    sample_tokens = _per_sample_sums(loss_mask, cu_seqlens)
     if loss_averaging == "sample":
         has_targets = sample_tokens > 0
         total = (sample_totals[has_targets] / sample_tokens[has_targets]).sum()

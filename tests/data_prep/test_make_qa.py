@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.make_qa import main, rejects_file
+from megatron_qwen_audio.text.tags import build_sequence
 
 VALID = {"question": "What do you hear?", "answer": "{answer}"}
 # label fragment -> the replies of successive requests (a status code int sends that HTTP error; ("slow", text) answers
@@ -124,7 +125,7 @@ def _manifest(folder: Path) -> Path:
     return path
 
 
-def test_qa_generation_retries_validates_rejects_and_caches(endpoint, tmp_path, capsys):
+def test_qa_generation_retries_validates_rejects_and_caches(endpoint, tmp_path, capsys, qwen_tokenizer):
     manifest, out = _manifest(tmp_path), tmp_path / "qa" / "qa.jsonl"
     arguments = ["--manifest", str(manifest), "--out", str(out), "--model", "canned", "--api-key", "none",
                  "--base-url", f"http://127.0.0.1:{endpoint.server_address[1]}/v1", "--concurrency", "3",
@@ -158,6 +159,42 @@ def test_qa_generation_retries_validates_rejects_and_caches(endpoint, tmp_path, 
     # cached: one reply per answered row (6), plus the siren's first reply and both replies of the 2 rows rejected on
     # content; the timed-out request and the failing row's have none
     assert "0 replies received, 11 read from the cache" in capsys.readouterr().out
+
+    chat_out = tmp_path / "qa" / "chat.jsonl"  # the same replies as ChatML samples, all from the cache
+    assert main([*arguments, "--format", "chat", "--out", str(chat_out), "--cache", f"{out}.cache"]) == 0
+    chats = [json.loads(line) for line in chat_out.read_text().splitlines()]
+    assert [chat["id"] for chat in chats] == ["dog/chat", "rain/chat", "siren/chat", "street/chat", "glass/chat"]
+    for sample in [*rows, *chats]:  # valid samples for the shard builder (a 3 s clip stands in for each)
+        build_sequence(sample, [300], [3.0], qwen_tokenizer)
+    assert chats[0]["messages"] == [
+        {"role": "user", "content": [{"audio": rows[0]["audio"]}, {"text": "Which animal is heard?"}]},
+        {"role": "assistant", "content": "A dog that barks."}]
+    chat_rejects = {reject["id"]: reject["reason"] for reject in map(json.loads,
+                                                                     rejects_file(chat_out).read_text().splitlines())}
+    assert chat_rejects["train"].startswith("a segment (start/end) cannot be a chat audio item")
+    assert endpoint.requests["always failing"] == 9 and endpoint.requests["A dog barks"] == 1
+
+
+def test_multi_audio_conversations_group_consecutive_rows(endpoint, tmp_path, qwen_tokenizer):
+    manifest, out = _manifest(tmp_path), tmp_path / "pairs.jsonl"
+    assert main(["--manifest", str(manifest), "--out", str(out), "--model", "canned", "--api-key", "none",
+                 "--base-url", f"http://127.0.0.1:{endpoint.server_address[1]}/v1", "--format", "chat",
+                 "--clips", "2", "--retries", "0", "--timeout", "5"]) == 0
+    chats = [json.loads(line) for line in out.read_text().splitlines()]
+    # askable whole-file rows in order: dog, rain | siren, angry | cough, street | glass, fails (the segment row and
+    # the lid row are rejects); the endpoint answers a pair by the first label it recognises
+    assert [chat["id"] for chat in chats] == ["dog+rain/chat", "siren+angry/chat"]
+    user = chats[0]["messages"][0]["content"]
+    assert [item.get("text") for item in user] == [None, None, "Which animal is heard?"]
+    assert chats[0]["source"] == [{"id": "dog", "label": "A dog barks twice."},
+                                  {"id": "rain", "label": "Steady rain on a roof."}]
+    rejects = {reject["id"]: reject["reason"] for reject in map(json.loads, rejects_file(out).read_text().splitlines())}
+    assert rejects["cough"] == rejects["street"] == ("the answer agrees with none of the clips' labels "
+                                                     "(after 2 attempts)")
+    assert rejects["glass"] == rejects["fails"]  # a 500 with no HTTP retries left rejects both clips of the pair
+    assert rejects["glass"].startswith("the endpoint failed after retries: InternalServerError")
+    for chat in chats:
+        build_sequence(chat, [300, 300], [3.0, 3.0], qwen_tokenizer)
 
 
 def test_a_missing_model_is_a_usage_error(tmp_path, monkeypatch, capsys):

@@ -27,7 +27,14 @@ def reply(question: str, answer: str) -> str:
     (CHINESE, reply("天气怎么样？", "天气很好。"), ("天气怎么样？", "天气很好。")),  # characters count as words
 ])
 def test_replies_are_kept_or_rejected_with_the_reason(label, text, outcome):
-    assert checked_pair(text, label) == outcome
+    assert checked_pair(text, [label]) == outcome
+
+
+def test_a_multi_audio_answer_must_agree_with_one_of_the_clips():
+    assert checked_pair(reply("Which one has a dog?", "The second: a dog."), [CHINESE, EVENTS]) == (
+        "Which one has a dog?", "The second: a dog.")
+    assert checked_pair(reply("Which one?", "The first, a cat."), [CAPTION, EVENTS]) == (
+        "the answer agrees with none of the clips' labels")
 
 
 def test_rows_without_a_label_kind_are_not_askable_and_others_get_their_demonstrations():
@@ -35,7 +42,11 @@ def test_rows_without_a_label_kind_are_not_askable_and_others_get_their_demonstr
         row_label({"task": "lid", "audio_lang": "en"})
     with pytest.raises(NotAskable, match="instruction 'speech_edit' has no demonstrations"):
         row_label({"task": "keyword", "instruction": "speech_edit", "text": "x"})
-    messages = chat_messages(EVENTS)
+    messages = chat_messages([EVENTS])
     assert messages[0]["role"] == "system" and messages[-1] == {"role": "user", "content": "Label: Sound events: "
                                                                                           "bark, dog, domestic animals"}
     assert [message["role"] for message in messages[1:-1]] == ["user", "assistant"] * 2
+    several = chat_messages([CAPTION, EVENTS])
+    assert several[-1]["content"] == ("Audio 1 label: A dog barks while cars pass.\n"
+                                      "Audio 2 label: Sound events: bark, dog, domestic animals")
+    assert several[1]["content"].startswith("Audio 1 label: ") and "several audio clips" in several[0]["content"]

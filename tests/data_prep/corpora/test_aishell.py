@@ -1,23 +1,11 @@
 """AISHELL-1's published layout -> Chinese transcription rows without word spaces; broken entries skipped."""
-from corpus_miniatures import audio_names, write_audio, write_text
-
-
-def aishell_folder(tmp_path):
-    root = tmp_path / "data_aishell"
-    write_text(root / "transcript" / "aishell_transcript_v0.8.txt",
-               "BAC009S0002W0122 而 对 楼市 成交 抑制 作用 最 大 的 限 购\n"
-               "BAC009S0002W0123 也 成为 地方 政府 的 眼中 钉\n"
-               "BAC009S0724W0121 甚至 出现 交易 几乎 停滞 的 情况\n"
-               "BAC009S0002W0124\n")
-    for utterance in ("BAC009S0002W0122", "BAC009S0002W0123", "BAC009S0002W0124", "BAC009S0002W0125"):
-        write_audio(root / "wav" / "train" / "S0002" / f"{utterance}.wav")
-    write_audio(root / "wav" / "dev" / "S0724" / "BAC009S0724W0121.wav")
-    return root
+from corpus_miniatures import audio_names
+from miniature_aishell import write_aishell1
 
 
 def test_split_wavs_become_unspaced_transcription_rows(tmp_path, make_manifest):
-    root = aishell_folder(tmp_path)
-    rows, skips = make_manifest("aishell1", root, split="train")
+    root, split = write_aishell1(tmp_path)
+    rows, skips = make_manifest("aishell1", root, split=split)
     assert [row["text"] for row in rows] == ["而对楼市成交抑制作用最大的限购", "也成为地方政府的眼中钉"]
     assert audio_names(rows) == ["BAC009S0002W0122.wav", "BAC009S0002W0123.wav"]
     assert rows[0] == {"id": "aishell1/train/BAC009S0002W0122", "task": "transcribe", "audio": rows[0]["audio"],
@@ -36,7 +24,7 @@ def test_split_wavs_become_unspaced_transcription_rows(tmp_path, make_manifest):
 def test_unextracted_split_is_a_one_line_layout_error(tmp_path, capsys):
     from data_prep.make_manifest import main
 
-    root = aishell_folder(tmp_path)
+    root, _ = write_aishell1(tmp_path)
     assert main(["aishell1", "--root", str(root), "--out", str(tmp_path / "m.jsonl"), "--split", "test"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert len(error) == 1 and "wav/test: missing; --root must be data_aishell with wav/*.tar.gz extracted" in error[0]

@@ -1,19 +1,10 @@
 """AudioCaps' published metadata and downloaded clips -> caption rows; broken entries land in the skipped report."""
-from corpus_miniatures import audio_names, write_audio, write_text
+from corpus_miniatures import audio_names
+from miniature_audiocaps import write_audiocaps
 
 
 def test_audiocaps_records_become_caption_rows_found_by_youtube_or_audiocap_id(tmp_path, make_manifest):
-    root = tmp_path / "audiocaps"
-    write_text(root / "test.csv",
-               "audiocap_id,youtube_id,start_time,caption\n"
-               "103549,7fmOlUlwoNg,20,Constant rattling noise and sharp vibrations\n"
-               "103548,7fmOlUlwoNg,20,A rattling and vibrating engine\n"
-               "103541,bD4nHDfwS3M,30,\"A man talks, then a car passes\"\n"
-               "103540,GoneVideoId,0,A dog barks\n"
-               "103539,7fmOlUlwoNg,20,\n")
-    write_audio(root / "test" / "7fmOlUlwoNg.wav")
-    write_audio(root / "test" / "103541.wav")
-    rows, skips = make_manifest("audiocaps", root, split="test")
+    rows, skips = make_manifest("audiocaps", *write_audiocaps(tmp_path))
     assert [row["id"] for row in rows] == ["audiocaps/test/103549", "audiocaps/test/103548", "audiocaps/test/103541"]
     assert [row["text"] for row in rows] == ["Constant rattling noise and sharp vibrations",
                                              "A rattling and vibrating engine", "A man talks, then a car passes"]

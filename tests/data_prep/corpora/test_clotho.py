@@ -1,15 +1,11 @@
 """Clotho's and ClothoAQA's published layouts -> caption and qa rows; broken entries land in the skipped report."""
-from corpus_miniatures import audio_names, write_audio, write_text
+from corpus_miniatures import audio_names, write_text
+from miniature_clotho import write_clotho, write_clotho_aqa
 
 
 def test_clotho_gives_one_caption_row_per_caption_and_one_skip_per_clip_without_audio(tmp_path, make_manifest):
-    root = tmp_path / "clotho"
-    write_text(root / "clotho_captions_validation.csv",
-               "file_name,caption_1,caption_2,caption_3,caption_4,caption_5\n"
-               "Birds.wav,Birds chirp.,\"A bird sings, then stops.\",,Chirping.,Birds call out.\n"
-               "Gone.wav,A door.,A door shuts.,A door closes.,Someone shuts a door.,A door slams.\n")
-    write_audio(root / "validation" / "Birds.wav")
-    rows, skips = make_manifest("clotho", root, split="validation")
+    root, split = write_clotho(tmp_path)
+    rows, skips = make_manifest("clotho", root, split)
     assert [row["id"] for row in rows] == [f"clotho/validation/Birds.wav/{number}" for number in (1, 2, 4, 5)]
     assert [row["text"] for row in rows] == ["Birds chirp.", "A bird sings, then stops.", "Chirping.",
                                              "Birds call out."]
@@ -24,17 +20,8 @@ def test_clotho_gives_one_caption_row_per_caption_and_one_skip_per_clip_without_
 
 
 def test_clotho_aqa_keeps_every_confident_answer_as_its_own_qa_row(tmp_path, make_manifest):
-    root = tmp_path / "ClothoAQA"
-    write_text(root / "clotho_aqa_val.csv",
-               "file_name,QuestionText,answer,confidence\n"
-               "Rain.wav,Is it raining?,yes,yes\n"
-               "Rain.wav,Is it raining?,yes,maybe\n"
-               "Rain.wav,Is it raining?,no,no\n"
-               "Rain.wav,What falls?,,yes\n"
-               "Rain.wav,,water,yes\n"
-               "Gone.wav,Is a dog barking?,yes,yes\n")
-    write_audio(root / "audio_files" / "Rain.wav")
-    rows, skips = make_manifest("clotho-aqa", root, split="val")
+    root, split = write_clotho_aqa(tmp_path)
+    rows, skips = make_manifest("clotho-aqa", root, split)
     assert rows == [
         {"id": f"clotho-aqa/val/Rain.wav/{line}", "task": "qa", "audio": rows[0]["audio"], "audio_lang": "en",
          "question": "Is it raining?", "answer": "yes"} for line in (2, 3)]

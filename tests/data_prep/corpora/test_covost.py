@@ -1,10 +1,9 @@
 """CoVoST 2 split tables in the source language's Common Voice folder -> translation rows; broken records skipped."""
 from corpus_miniatures import audio_names, write_audio, write_text
+from miniature_covost import HEADER, write_covost2
 
 from data_prep.corpora.common import no_language_tag
 from data_prep.corpora.covost import SPLITS
-
-HEADER = "path\tsentence\ttranslation\tclient_id\n"
 
 
 def test_covost_lists_every_pair_and_split_with_fr_en_train_first():
@@ -13,14 +12,8 @@ def test_covost_lists_every_pair_and_split_with_fr_en_train_first():
 
 
 def test_translations_become_rows_with_source_and_target_tags(tmp_path, make_manifest):
-    french = tmp_path / "cv-corpus-4" / "fr"
-    write_text(french / "covost_v2.fr_en.dev.tsv", HEADER
-               + "common_voice_fr_1.mp3\tBonjour à tous.\tHello everyone.\tc1\n"
-               + "common_voice_fr_2.mp3\tMerci.\t\tc1\n"
-               + "common_voice_fr_3.mp3\tAu revoir.\tGoodbye.\tc2\n")
-    for number in (1, 2):
-        write_audio(french / "clips" / f"common_voice_fr_{number}.mp3")
-    rows, skips = make_manifest("covost2", french, split="fr_en.dev")
+    french, split = write_covost2(tmp_path)
+    rows, skips = make_manifest("covost2", french, split=split)
     assert audio_names(rows) == ["common_voice_fr_1.mp3"]
     assert rows == [{"id": "covost2/fr_en.dev/common_voice_fr_1.mp3", "audio": rows[0]["audio"], "task": "translate",
                      "audio_lang": "fr", "text_lang": "en", "instruction": "itn", "text": "Hello everyone."}]

@@ -1,16 +1,12 @@
 """LibriSpeech's published layout -> transcription rows; broken entries land in the skipped report."""
-from corpus_miniatures import audio_names, write_audio, write_text
+from corpus_miniatures import audio_names
+from miniature_librispeech import write_librispeech
 
 
 def test_librispeech_chapters_become_lower_case_transcription_rows(tmp_path, make_manifest):
-    chapter = tmp_path / "LibriSpeech" / "dev-clean" / "84" / "121123"
-    write_text(chapter / "84-121123.trans.txt", "84-121123-0000 GO DO YOU HEAR\n"
-                                                 "84-121123-0001 BUT IN LESS THAN FIVE MINUTES\n"
-                                                 "84-121123-0002\n"
-                                                 "84-121123-0003 MISSING AUDIO\n")
-    for utterance in ("0000", "0001", "0002", "0009"):
-        write_audio(chapter / f"84-121123-{utterance}.flac")
-    rows, skips = make_manifest("librispeech", tmp_path / "LibriSpeech", split="dev-clean")
+    root, split = write_librispeech(tmp_path)
+    chapter = root / split / "84" / "121123"
+    rows, skips = make_manifest("librispeech", root, split=split)
     assert [row["text"] for row in rows] == ["go do you hear", "but in less than five minutes"]
     assert audio_names(rows) == ["84-121123-0000.flac", "84-121123-0001.flac"]
     assert rows[0] == {"id": "librispeech/dev-clean/84-121123-0000", "task": "transcribe", "audio": rows[0]["audio"],

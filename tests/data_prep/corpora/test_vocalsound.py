@@ -1,13 +1,10 @@
 """VocalSound's published layout -> vocal-sound keyword rows; badly named files land in the skipped report."""
-from corpus_miniatures import audio_names, write_audio
+from corpus_miniatures import audio_names
+from miniature_vocalsound import write_vocalsound
 
 
 def test_vocalsound_file_names_give_the_label_words(tmp_path, make_manifest):
-    folder = tmp_path / "vocalsound_16k" / "audio_16k"
-    for name in ("f0003_0_cough.wav", "m0021_2_throatclearing.wav", "f0003_1_laughter.wav", "f0004_0_burp.wav",
-                 "readme.wav", "m0021_x_sigh.wav"):
-        write_audio(folder / name)
-    rows, skips = make_manifest("vocalsound", tmp_path / "vocalsound_16k")
+    rows, skips = make_manifest("vocalsound", *write_vocalsound(tmp_path))
     assert [(row["id"], row["text"]) for row in rows] == [("vocalsound/f0003_0_cough", "cough"),
                                                           ("vocalsound/f0003_1_laughter", "laughter"),
                                                           ("vocalsound/m0021_2_throatclearing", "throat clearing")]

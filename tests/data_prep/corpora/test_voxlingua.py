@@ -1,16 +1,13 @@
 """VoxLingua107's language folders -> language-identification rows; untagged languages are skipped per clip."""
-from corpus_miniatures import audio_names, write_audio, write_text
+from corpus_miniatures import audio_names
+from miniature_voxlingua import write_voxlingua107
 
 from data_prep.corpora.common import no_language_tag
 
 
 def test_language_folders_become_lid_rows(tmp_path, make_manifest):
-    root = tmp_path / "voxlingua107"
-    for clip in ("en/-0Ie2ZrA2hE__U__S0---0187.440-0197.530.wav", "en/b.wav", "zh/c.wav", "br/d.wav", "br/e.wav"):
-        write_audio(root / clip)
-    write_text(root / "README.txt", "not a language\n")
-    (root / "empty").mkdir()
-    rows, skips = make_manifest("voxlingua107", root)
+    root, split = write_voxlingua107(tmp_path)
+    rows, skips = make_manifest("voxlingua107", root, split=split)
     assert audio_names(rows) == ["-0Ie2ZrA2hE__U__S0---0187.440-0197.530.wav", "b.wav", "c.wav"]
     assert [(row["id"], row["audio_lang"]) for row in rows] == [
         ("voxlingua107/en/-0Ie2ZrA2hE__U__S0---0187.440-0197.530.wav", "en"), ("voxlingua107/en/b.wav", "en"),
