@@ -37,7 +37,7 @@ import torch
 from megatron_qwen_audio.audio.features import N_MELS
 from megatron_qwen_audio.audio.lengths import SAMPLE_RATE, encoder_frame_count, mel_frame_count
 from megatron_qwen_audio.data.collate import AudioTextBatch, collate
-from megatron_qwen_audio.data.length_batching import BatchBudget, SampleSize, cut_batches
+from megatron_qwen_audio.data.length_batching import SampleSize, cut_batches
 from megatron_qwen_audio.data.loader_config import LoaderConfig
 from megatron_qwen_audio.data.sample_decoding import DecodedSample
 from megatron_qwen_audio.model.decoder_spec import transformer_config
@@ -116,10 +116,8 @@ def micro_batches(samples: list[DecodedSample], loader: LoaderConfig) -> list[Au
     def size(sample: DecodedSample) -> SampleSize:
         return SampleSize(len(sample.tokens) - 1, sum(mel.shape[1] for mel in sample.mels))
 
-    budget = BatchBudget(loader.max_batch_tokens, loader.max_batch_frames, loader.max_batch_samples,
-                         packed=loader.pack_sequences)
     return [collate(batch, loader.pad_token_id, ["transcribe"] * len(batch), pack=loader.pack_sequences)
-            for batch in cut_batches(sorted(samples, key=size), size, budget)]
+            for batch in cut_batches(sorted(samples, key=size), size, loader.batch_budget())]
 
 
 def stage_config(path: Path, preset: str, layers: int, device: str, overrides: list[str]) -> TrainConfig:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from data_prep.asterisk_transcripts import TranscriptList, merge_non_speech, parse_transcript_list
+from data_prep.atomic_files import atomic_text_file
 from data_prep.debian_packages import DebianFetchError, fetch_debian_packages
 from megatron_qwen_audio.audio.decode import probe_audio
 from megatron_qwen_audio.audio.lengths import MAX_SECONDS
@@ -387,11 +388,9 @@ def copy_audio(clips: Iterable[Clip], root: Path, out_dir: Path) -> None:
 
 
 def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
+    with atomic_text_file(path) as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _counts(counter: Counter) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from data_prep.atomic_files import write_atomically
 from data_prep.corpora.common import CorpusLayoutError
 from data_prep.manifest import ManifestLayout, scan_manifest
 from data_prep.recipe import MIXTURE_FILE, build_recipe, load_recipe, summary_lines
@@ -32,7 +33,6 @@ from data_prep.shard_writer import (
     ShardRecord,
     ShardTask,
     build_shard,
-    write_atomically,
 )
 from megatron_qwen_audio.data.shard_format import INDEX_FILE, REJECTS_FILE, ShardSetIndex
 from megatron_qwen_audio.text.fetch import TokenizerChecksumError, resolve_tokenizer_file
@@ -226,12 +226,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, TokenizerChecksumError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return EXIT_USAGE
+    tokenizer = QwenTokenizer.from_file(tokenizer_file)
     if args.recipe is None:
-        return build_shard_set(args.manifest, args.out, args, tokenizer_file)
+        return build_shard_set(args.manifest, args.out, args, tokenizer, tokenizer_file)
     try:
         recipe = load_recipe(args.recipe)
         status, table = build_recipe(recipe, args.recipe,
-                                     lambda manifest, out: build_shard_set(manifest, out, args, tokenizer_file))
+                                     lambda manifest, out: build_shard_set(manifest, out, args, tokenizer,
+                                                                           tokenizer_file))
     except (ConfigError, CorpusLayoutError) as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -243,11 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def build_shard_set(manifest: Path, out: Path, args: argparse.Namespace, tokenizer_file: Path) -> int:
-    """One manifest -> one shard set in `out` under the command's settings; the exit status."""
-    args = argparse.Namespace(**{**vars(args), "manifest": manifest, "out": out})
-    tokenizer = QwenTokenizer.from_file(tokenizer_file)
-    layout = scan_manifest(args.manifest, args.samples_per_shard)
+def build_shard_set(manifest: Path, out: Path, args: argparse.Namespace, tokenizer: QwenTokenizer,
+                    tokenizer_file: Path) -> int:
+    """One manifest -> one shard set in `out` under the command's settings (`args`); the exit status."""
+    layout = scan_manifest(manifest, args.samples_per_shard)
     settings = BuildSettings(
         manifest_sha256=layout.sha256,
         manifest_lines=layout.lines,
@@ -256,10 +257,10 @@ def build_shard_set(manifest: Path, out: Path, args: argparse.Namespace, tokeniz
         tokenizer_fingerprint=tokenizer.fingerprint,
         builder_version=builder_version(),
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    tasks = plan_shards(args.manifest, args.out, layout, settings)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = plan_shards(manifest, out, layout, settings)
     try:
-        records = finished_records(args.out, tasks, settings)
+        records = finished_records(out, tasks, settings)
     except BuildRefused as error:
         print(f"{PROGRAM}: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -270,15 +271,15 @@ def build_shard_set(manifest: Path, out: Path, args: argparse.Namespace, tokeniz
         for record in run_shards(pending, args.workers, tokenizer, tokenizer_file):
             records[(record.entry.first_line - 1) // args.samples_per_shard] = record
             progress.update(record.entry.last_line - record.entry.first_line + 1)
-    index = assemble(args.out, [records[task.index] for task in tasks], settings)
+    index = assemble(out, [records[task.index] for task in tasks], settings)
 
     fraction = index.rejected / layout.lines if layout.lines else 0.0
-    print(f"wrote {index.num_samples} samples ({index.hours:.2f} h) in {len(tasks)} shards to {args.out} "
+    print(f"wrote {index.num_samples} samples ({index.hours:.2f} h) in {len(tasks)} shards to {out} "
           f"({len(pending)} built, {reused} reused); rejected {index.rejected} of {layout.lines} lines "
-          f"({fraction:.1%}), reasons in {args.out / REJECTS_FILE}; index in {args.out / INDEX_FILE}")
+          f"({fraction:.1%}), reasons in {out / REJECTS_FILE}; index in {out / INDEX_FILE}")
     if fraction > args.max_reject_fraction:
         print(f"{PROGRAM}: rejected fraction {fraction:.3f} exceeds --max-reject-fraction "
-              f"{args.max_reject_fraction}; see {args.out / REJECTS_FILE}")
+              f"{args.max_reject_fraction}; see {out / REJECTS_FILE}")
         return EXIT_TOO_MANY_REJECTS
     return 0
 

@@ -4,9 +4,9 @@ as a sample manifest for `mqa-build-shards`, with the right task, languages, out
 Beside the manifest goes `M.skipped.jsonl`: one line {where, reason} for every entry of the corpus that did not
 become a row (its audio missing, its label empty, its language without a tag, ...), so every entry ends up in one of
 the two files. Audio paths are written relative to the manifest's folder (absolute when on another drive), so the
-manifest moves with the corpus. The files are written under temporary names and renamed at the end: an interrupted
-run leaves no half manifest. Exit status: 0, or 2 when the folder does not have the corpus's layout (one line on
-stderr says which file and what to do).
+manifest moves with the corpus. The files are written under hidden temporary names and renamed at the end: an
+interrupted run leaves no half manifest. Exit status: 0, or 2 when the folder does not have the corpus's layout (one
+line on stderr says which file and what to do).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from data_prep.atomic_files import atomic_text_file
 from data_prep.corpora import corpus_registry
 from data_prep.corpora.common import CorpusLayoutError, Row, Skip
 
@@ -47,12 +48,10 @@ def write_manifest(items: Iterable[Row | Skip], out: Path) -> tuple[Counter, lis
     A repeated id is a skip: the manifest's ids must be unique."""
     out.parent.mkdir(parents=True, exist_ok=True)
     folder = out.absolute().parent
-    report = skipped_report_path(out)
-    partial_rows, partial_report = out.with_name(out.name + ".partial"), report.with_name(report.name + ".partial")
     counts: Counter = Counter()
     skips: list[Skip] = []
     seen: set[str] = set()
-    with open(partial_rows, "w", encoding="utf-8") as rows, open(partial_report, "w", encoding="utf-8") as skipped:
+    with atomic_text_file(out) as rows, atomic_text_file(skipped_report_path(out)) as skipped:
         for item in items:
             if isinstance(item, Row) and item["id"] in seen:
                 item = Skip(item["id"], f"id {item['id']!r} repeated; the corpus lists this entry twice")
@@ -63,8 +62,6 @@ def write_manifest(items: Iterable[Row | Skip], out: Path) -> tuple[Counter, lis
             seen.add(item["id"])
             counts[item["task"], item.get("audio_lang", "-")] += 1
             rows.write(json.dumps(_portable_audio(item, folder), ensure_ascii=False) + "\n")
-    os.replace(partial_rows, out)
-    os.replace(partial_report, report)
     return counts, skips
 
 

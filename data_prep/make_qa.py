@@ -33,6 +33,7 @@ from pathlib import Path
 import openai
 from tqdm import tqdm
 
+from data_prep.atomic_files import atomic_text_file, write_atomically
 from data_prep.manifest import ManifestReject, ManifestRow, read_manifest
 from data_prep.qa_prompts import Label, NotAskable, chat_messages, row_label
 from data_prep.qa_validation import checked_pair
@@ -80,9 +81,7 @@ class CompletionCache:
     def put(self, key: str, reply: str) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        partial.write_text(json.dumps({"reply": reply}, ensure_ascii=False), encoding="utf-8")
-        os.replace(partial, path)
+        write_atomically(path, json.dumps({"reply": reply}, ensure_ascii=False).encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -193,12 +192,9 @@ async def generate(args: argparse.Namespace) -> tuple[int, int, ReplyCounts]:
     asker = Asker(client, args.model, args.temperature, cache, asyncio.Semaphore(args.concurrency))
     out_folder = args.out.absolute().parent
     out_folder.mkdir(parents=True, exist_ok=True)
-    rejects_path = rejects_file(args.out)
-    partial_out = args.out.with_name(args.out.name + ".partial")
-    partial_rejects = rejects_path.with_name(rejects_path.name + ".partial")
     written = rejected = 0
     rows = read_manifest(args.manifest)
-    with open(partial_out, "w", encoding="utf-8") as out, open(partial_rejects, "w", encoding="utf-8") as rejects, \
+    with atomic_text_file(args.out) as out, atomic_text_file(rejects_file(args.out)) as rejects, \
             tqdm(unit="row", desc=PROGRAM) as progress:
         while window := [row for _, row in zip(range(ROWS_PER_WINDOW), rows)]:
             for outcome in await window_outcomes(window, asker, args, out_folder):
@@ -210,8 +206,6 @@ async def generate(args: argparse.Namespace) -> tuple[int, int, ReplyCounts]:
                     out.write(json.dumps(outcome, ensure_ascii=False) + "\n")
             progress.update(len(window))
     await client.close()
-    os.replace(partial_out, args.out)
-    os.replace(partial_rejects, rejects_path)
     return written, rejected, cache.counts
 
 

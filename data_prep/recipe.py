@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from data_prep.atomic_files import write_atomically
 from data_prep.corpora import corpus_registry
 from data_prep.make_manifest import write_manifest
 from megatron_qwen_audio.data.shard_format import ShardSetIndex
@@ -148,7 +149,7 @@ def build_recipe(recipe: Recipe, source: Path, build_set: Callable[[Path, Path],
     weights = mixture_weights(recipe, {name: index.hours for name, index in indexes.items()})
     out = Path(recipe.shards) / MIXTURE_FILE
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(mixture_yaml(recipe, weights, source), encoding="utf-8")
+    write_atomically(out, mixture_yaml(recipe, weights, source).encode("utf-8"))
     return 0, {name: (index.num_samples, index.hours, weights.get(name)) for name, index in indexes.items()}
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import webdataset
 
+from data_prep.atomic_files import temporary_path, write_atomically
 from data_prep.manifest import ManifestReject, read_manifest
 from data_prep.sample_encoder import SampleRejected, encode_row
 from megatron_qwen_audio.data.shard_format import ShardEntry, shard_name
@@ -90,7 +91,7 @@ def build_shard(task: ShardTask, tokenizer: TextTokenizer) -> ShardRecord:
     rejects: list[dict] = []
     audio_seconds = 0.0
     rows = read_manifest(task.manifest, task.offset, task.first_line, task.last_line - task.first_line + 1)
-    tmp_tar = _temporary(task.tar_path)
+    tmp_tar = temporary_path(task.tar_path)
     with open(tmp_tar, "wb") as stream, webdataset.TarWriter(stream, encoder=False, mtime=FIXED_MTIME) as tar:
         for row in rows:
             if isinstance(row, ManifestReject):
@@ -108,14 +109,3 @@ def build_shard(task: ShardTask, tokenizer: TextTokenizer) -> ShardRecord:
     record = ShardRecord(entry=entry, rejects=rejects, audio_seconds=audio_seconds, settings=task.settings)
     write_atomically(task.record_path, json.dumps(record.to_dict(), ensure_ascii=False).encode("utf-8"))
     return record
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    tmp = _temporary(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-def _temporary(path: Path) -> Path:
-    """A hidden name beside `path`, so shard globs never pick up a half-written file."""
-    return path.with_name(f".{path.name}.tmp")

@@ -72,19 +72,19 @@ def collate(samples: list[DecodedSample], pad_token_id: int, tasks: list[str], p
     shape = (1, int(starts[-1])) if pack else (len(samples), max(lengths))
     tokens = np.full(shape, pad_token_id, dtype=np.int64)
     labels = np.full(shape, IGNORE_INDEX, dtype=np.int64)
-    positions = np.zeros(shape, dtype=np.int64)
     spans = []
     for index, (sample, start, length) in enumerate(zip(samples, starts.tolist(), lengths)):
         row = 0 if pack else index
         inputs = sample.tokens[:-1]
         tokens[row, start: start + length] = inputs
         labels[row, start: start + length] = sample.labels[1:]
-        positions[row, start: start + length] = np.arange(length)
         clip_frames = [mel.shape[1] for mel in sample.mels]
         spans += [(row, start + span_start, start + span_end)
                   for span_start, span_end in audio_spans(inputs, clip_frames, sample.key)]
-    if not pack:
-        positions[:] = np.arange(shape[1])
+    if pack:  # each sample counts from 0
+        positions = np.concatenate([np.arange(length) for length in lengths])[None]
+    else:
+        positions = np.broadcast_to(np.arange(shape[1]), shape).copy()
     loss_mask = labels != IGNORE_INDEX
     labels[~loss_mask] = pad_token_id
     mels = [mel for sample in samples for mel in sample.mels]

@@ -199,8 +199,7 @@ class EpochPlanner:
     def __init__(self, sets: Sequence[ShardSet], config: LoaderConfig, dp_size: int) -> None:
         self.config = config
         self.dp_size = dp_size
-        self.budget = BatchBudget(config.max_batch_tokens, config.max_batch_frames, config.max_batch_samples,
-                                  packed=config.pack_sequences)
+        self.budget = config.batch_budget()
         self._shard_sizes = [[len(shard.samples) for shard in s.index.shards] for s in sets]
         self._weights = [s.weight for s in sets]
         self._sample_sizes = [

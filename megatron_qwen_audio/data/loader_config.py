@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from megatron_qwen_audio.audio import SpecAugmentConfig
+from megatron_qwen_audio.data.length_batching import BatchBudget
 from megatron_qwen_audio.text.special_tokens import ENDOFTEXT, special_tokens
 
 
@@ -33,6 +34,11 @@ class LoaderConfig:
                 raise ValueError(f"loader config: {name}={getattr(self, name)} must be at least 1")
         if self.workers < 0:
             raise ValueError(f"loader config: workers={self.workers} must be 0 or more")
+
+    def batch_budget(self) -> BatchBudget:
+        """The budget batches are cut under (length_batching), packed or padded as `pack_sequences` says."""
+        return BatchBudget(self.max_batch_tokens, self.max_batch_frames, self.max_batch_samples,
+                           packed=self.pack_sequences)
 
     @property
     def slots_per_rank(self) -> int:
