@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job: the Qwen-Audio recipe end to end on real multilingual speech with the CPU-sized model.
-#   bash launch/demo.sh [OUT_DIR] [--steps TEXT,STAGE1,STAGE2] [--eval-samples N]
-# (defaults: runs/demo, the steps of configs/demo/*.yaml, every held-out sample; run from the repository root)
+#   bash launch/demo.sh [OUT_DIR] [--steps TEXT,STAGE1,STAGE2] [--eval-samples N] [--configs DIR] [--nproc N]
+#                       [--from-manifests]
+# (defaults: runs/demo, the steps of DIR's stage configs, every held-out sample, DIR configs/demo, 2 processes; run
+# from the repository root). --from-manifests: see launch/demo_data.sh (a machine without network access).
+# configs/demo_gpu (with --nproc 1) is the same recipe with a larger model on one GPU, about 5 minutes of training.
 # 1. launch/demo_data.sh: real speech (Debian's Asterisk prompts, en/es/fr/it) -> manifests -> shards;
 # 2. text_pretrain, a TEXT-ONLY stage: the demo has no pretrained weights (it runs offline), so the tiny decoder first
 #    learns the languages of the training split's transcripts and translations from pure-text instructions and from
@@ -13,24 +16,31 @@
 #    trained, audio encoder frozen;
 # 5. mqa-eval: greedy decoding of the held-out shards, WER/CER, BLEU, language-id accuracy, own-vs-swapped audio loss;
 # 6. mqa-report: loss plots per stage and task, report.md, the tables printed.
-# Every stage runs 2 CPU processes at TP=2 with checkpoints, metrics.jsonl and an offline wandb run in its run
-# directory. Interrupted? Run the same command again: each stage resumes from its newest checkpoint (resume: auto) and
+# Every stage runs 2 CPU processes at TP=2 (configs/demo) with checkpoints, metrics.jsonl and an offline wandb run in
+# its run directory. Interrupted? Run the same command again: each stage resumes from its newest checkpoint (resume: auto) and
 # a finished stage only reloads it.
 set -euo pipefail
 out=runs/demo
 steps=()
 eval_samples=()
+configs=configs/demo
+nproc=2
+data_options=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --steps) IFS=, read -r -a steps <<< "$2"; shift 2 ;;
         --eval-samples) eval_samples=(--max-samples "$2"); shift 2 ;;
-        -*) echo "launch/demo.sh: unknown option $1; use [OUT_DIR] [--steps A,B,C] [--eval-samples N]" >&2; exit 2 ;;
+        --configs) configs="$2"; shift 2 ;;
+        --nproc) nproc="$2"; shift 2 ;;
+        --from-manifests) data_options=(--from-manifests); shift ;;
+        -*) echo "launch/demo.sh: unknown option $1; use [OUT_DIR] [--steps A,B,C] [--eval-samples N]" \
+                 "[--configs DIR] [--nproc N] [--from-manifests]" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
 done
 here="$(dirname "${BASH_SOURCE[0]}")"
 
-bash "$here/demo_data.sh" "$out"
+bash "$here/demo_data.sh" "$out" "${data_options[@]}"
 
 stages=(text_pretrain stage1 stage2)
 train_shards=(train_text train_pretrain train)
@@ -46,7 +56,7 @@ for index in 0 1 2; do
                     "eval_interval=$count" "save_interval=$count" "log_interval=$(( count > 10 ? 10 : 1 ))")
     fi
     echo "== $name"
-    bash "$here/pretrain.sh" "configs/demo/$name.yaml" --nproc 2 "${overrides[@]}"
+    bash "$here/pretrain.sh" "$configs/$name.yaml" --nproc "$nproc" "${overrides[@]}"
 done
 
 echo "== evaluation"

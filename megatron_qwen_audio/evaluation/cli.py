@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from megatron_qwen_audio.data.shard_sets import ShardSetSpec, open_shard_sets
 from megatron_qwen_audio.evaluation.audio_dependence import audio_dependence, audio_dependence_table
@@ -75,7 +76,7 @@ def evaluate(args: argparse.Namespace) -> str:
     held_out = list(held_out_samples(sets, args.max_samples))
     records = []
     with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples:
-        for entry, sample in held_out:
+        for entry, sample in tqdm(held_out, desc="mqa-eval", unit="sample", file=sys.stderr):
             record = decoder.decode(entry, sample).to_dict()
             records.append(record)
             samples.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -79,6 +79,10 @@ class QwenAudioModel(MegatronModule):
             self.output_layer = tensor_parallel.ColumnParallelLinear(
                 config.hidden_size, self.padded_vocab_size, config=config, init_method=config.init_method,
                 bias=False, gather_output=False)
+        # megatron's local spec builds its norms (torch.nn.RMSNorm) on the CPU in fp32 whatever the config says;
+        # Megatron-LM moves and casts every model after building it (`.cuda()`, Float16Module), and so does this
+        self.to(device=None if config.use_cpu_initialization else torch.cuda.current_device(),
+                dtype=config.params_dtype)
 
     @property
     def layer_offset(self) -> int:

@@ -187,6 +187,10 @@ class TrainConfig:
     eval_interval: int = 1000  # steps between held-out evaluations; 0 turns evaluation off
     eval_steps: int = 50  # loader batches per data-parallel rank in one evaluation
     save_interval: int = 1000  # steps between checkpoints (the last step is always saved)
+    # minutes of training after which the run saves a checkpoint and stops, as after a preemption signal (Megatron-LM's
+    # --exit-duration-in-mins): for a job that must end before its allocation does, or a time-boxed run. Counted from
+    # the trainer's first step in this process; `resume: auto` continues from that checkpoint. null: no limit
+    exit_duration_minutes: float | None = None
     keep_last: int = 3  # checkpoints kept in run_dir, older ones deleted; 0 keeps all
     # "auto": continue from the newest checkpoint in run_dir when there is one; "none": start anew even then;
     # otherwise the path of a checkpoint to continue from (weights, optimizer, loader position, step)
@@ -376,6 +380,8 @@ def _check_schedule(config: TrainConfig) -> None:
     if config.eval_interval:
         _at_least(config.eval_steps, 1, "eval_steps")
     _at_least(config.keep_last, 0, "keep_last", " (0 keeps every checkpoint)")
+    if config.exit_duration_minutes is not None and config.exit_duration_minutes <= 0:
+        raise ConfigError(f"exit_duration_minutes={config.exit_duration_minutes} must be positive (null: no limit)")
     if not config.resume:
         raise ConfigError("resume is empty; use auto, none or the path of a checkpoint")
     if config.wandb.mode not in WANDB_MODES:

@@ -6,10 +6,14 @@ saving from there would hang or write a torn state. The training loop asks `shou
 at a point where every rank is between steps. The signal often reaches the ranks at different times (or only some of
 them: SLURM signals the batch shell, which forwards it), so the ranks take the maximum of their flags in an
 all-reduce: all of them stop after the same step, and the checkpoint they then save together is consistent.
+
+A deadline (the trainer's `exit_duration_minutes`) raises the same flag when the clock passes it, so a run that must
+end before its allocation does stops the same way: every rank after the same step, with a checkpoint.
 """
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Sequence
 from types import FrameType
 from typing import Self
@@ -22,10 +26,12 @@ PREEMPTION_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 
 class PreemptionFlag:
     """Installs handlers for `signals` (main thread only) that record the signal; `restore()` puts the previous
-    handlers back. Usable as a context manager."""
+    handlers back. Usable as a context manager. Past `deadline` (a `time.monotonic()` value), if given, the flag is
+    raised without a signal."""
 
-    def __init__(self, signals: Sequence[signal.Signals] = PREEMPTION_SIGNALS) -> None:
+    def __init__(self, signals: Sequence[signal.Signals] = PREEMPTION_SIGNALS, deadline: float | None = None) -> None:
         self._received: signal.Signals | None = None
+        self._deadline = deadline
         self._previous = {signum: signal.signal(signum, self._handle) for signum in signals}
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
@@ -36,10 +42,15 @@ class PreemptionFlag:
         """The signal this process got (the last one, when several), or None; local, no communication."""
         return self._received
 
+    @property
+    def past_deadline(self) -> bool:
+        """Whether this process's clock has passed the deadline; local, no communication."""
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
     def should_save_and_exit(self, group: dist.ProcessGroup | None = None) -> bool:
-        """Whether any rank of `group` (default: all) has received a signal. A collective: every rank of the group
-        must call it at the same point of every step."""
-        local = self._received is not None
+        """Whether any rank of `group` (default: all) has received a signal or passed the deadline. A collective:
+        every rank of the group must call it at the same point of every step."""
+        local = self._received is not None or self.past_deadline
         if not dist.is_initialized():
             return local
         flag = torch.tensor([int(local)], dtype=torch.int32, device=_collective_device(group))

@@ -5,7 +5,8 @@ rank: every tensor- and pipeline-parallel rank of a replica reads the same batch
 this pipeline stage of the model -> `init_from` weights -> the stage's freeze masks (table printed once) -> DDP and
 the distributed optimizer -> learning-rate schedule -> checkpoints (resume) -> metrics. `train()` then repeats
 `train_step` (training/train_step.py), logs every `log_interval` steps, evaluates every `eval_interval`, saves every
-`save_interval` steps, at the last step, and after a preemption signal (then it returns; the process exits 0).
+`save_interval` steps, at the last step, and after a preemption signal or `exit_duration_minutes` (then it returns;
+the process exits 0).
 
 Per-task losses: every rank of a replica reads the same batches, so the last pipeline stage knows each sample's task
 (`AudioTextBatch.tasks`) and the loss function reports each sample's loss sum and target tokens; the sums and tokens of
@@ -113,11 +114,14 @@ class Trainer:
                                      devices=self.layout.world_size)
 
     def train(self) -> bool:
-        """Train up to `config.steps`; True when stopped early by a preemption signal (after saving)."""
+        """Train up to `config.steps`; True when stopped early, after saving, by a preemption signal or by
+        `exit_duration_minutes`."""
         config = self.config
         interval = _Interval()
         batches = iter(self.train_loader)
-        with PreemptionFlag() as preemption:
+        deadline = (time.monotonic() + 60 * config.exit_duration_minutes
+                    if config.exit_duration_minutes is not None else None)
+        with PreemptionFlag(deadline=deadline) as preemption:
             while self.step < config.steps:
                 step_batches = [next(batches) for _ in range(config.parallel.micro_batches_per_step)]
                 learning_rate = self.scheduler.current_lr
@@ -135,8 +139,10 @@ class Trainer:
                 preempted = preemption.should_save_and_exit()
                 if preempted or self.step % config.save_interval == 0 or self.step == config.steps:
                     self._save()
-                if preempted:
-                    self._print(f"preemption signal: saved step {self.step}, stopping")
+                if preempted and self.step < config.steps:
+                    reason = (f"exit_duration_minutes={config.exit_duration_minutes} passed" if preemption.past_deadline
+                              else "preemption signal")
+                    self._print(f"{reason}: saved step {self.step} of {config.steps}, stopping")
                     break
         self.metrics.close()
         return self.step < config.steps

@@ -1,5 +1,6 @@
 """The combined model's pieces on their own, in this process: SDPA core attention against a hand-written softmax,
-the audio splice, the clip split over TP ranks, the HF Qwen2 / tensor-parallel tensor mappings, and the config."""
+the audio splice, the clip split over TP ranks, the HF Qwen2 / tensor-parallel tensor mappings, the config, and the
+parameters' dtype."""
 import dataclasses
 import math
 
@@ -155,3 +156,21 @@ def test_transformer_config_per_device_and_uneven_pipeline():
     assert (gpu.params_dtype, gpu.bf16, gpu.use_cpu_initialization) == (torch.bfloat16, True, False)
     with pytest.raises(ValueError, match="sequence_parallel=true needs Transformer Engine"):
         transformer_config(MODEL, dataclasses.replace(ParallelConfig(), sequence_parallel=True), "cuda")
+
+
+def test_every_parameter_takes_the_configs_dtype_norms_included():
+    """megatron's local spec builds its RMSNorms in fp32 on the CPU whatever the config says; on a GPU that put the
+    norms on the CPU beside bf16 weights on the GPU. The model moves and casts itself as Megatron-LM does."""
+    from megatron_qwen_audio.model.decoder_spec import transformer_config
+    from megatron_qwen_audio.model.qwen_audio_model import QwenAudioModel
+    from megatron_qwen_audio.runtime.parallel import initialize_parallel, shutdown_parallel
+
+    initialize_parallel(1, 1, device="cpu", seed=0)
+    try:
+        config = transformer_config(MODEL, ParallelConfig(device="cpu"), "cpu")
+        config.params_dtype = torch.bfloat16
+        model = QwenAudioModel(MODEL, config)
+    finally:
+        shutdown_parallel()
+    norms = [name for name, _ in model.named_parameters() if "layernorm" in name]
+    assert norms and {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}

@@ -1,7 +1,9 @@
 """The YAML files shipped in configs/: each loads, validates for the world sizes it is written for, states the
-layout its comments justify, and its stage patterns claim every parameter of a model with the real top-level names."""
+layout its comments justify, and its stage patterns claim every parameter of a model with the real top-level names.
+The GPU demo's stages are the CPU demo's with another model, device, batch budget and schedule, and nothing else."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,38 @@ def test_stage_patterns_train_what_the_recipe_says(name, trained):
     apply_freeze(model, load_config(REPO_CONFIGS / name).stage)
     for parameter_name, parameter in model.named_parameters():
         assert parameter.requires_grad == (parameter_name.split(".")[0] in trained), parameter_name
+
+
+DEMO_STAGES = ("text_pretrain", "stage1", "stage2")
+
+
+def _recipe_of(config: TrainConfig) -> TrainConfig:
+    """What the GPU demo must share with the CPU demo: the config without its run directories, model, device, batch
+    budget and schedule."""
+    loader = dataclasses.replace(config.data.loader, workers=0, max_batch_tokens=1, max_batch_frames=1,
+                                 max_batch_samples=1)
+    return dataclasses.replace(
+        config, run_dir="", init_from=None, model=None, parallel=None, steps=0, exit_duration_minutes=None,
+        eval_interval=0, save_interval=0,
+        optimizer=dataclasses.replace(config.optimizer, lr=0.0, min_lr=0.0, warmup_steps=0),
+        data=dataclasses.replace(config.data, loader=loader))
+
+
+@pytest.mark.parametrize("stage", DEMO_STAGES)
+def test_gpu_demo_stage_is_the_cpu_demo_stage_with_a_larger_model_on_one_gpu(stage, tmp_path, monkeypatch):
+    cpu = load_config(REPO_CONFIGS / "demo" / f"{stage}.yaml")
+    gpu = load_config(REPO_CONFIGS / "demo_gpu" / f"{stage}.yaml")
+    assert _recipe_of(gpu) == _recipe_of(cpu)  # same data, tasks, stage masks, loss averaging, seeds, SpecAugment
+    assert gpu.run_dir == cpu.run_dir.replace("runs/demo/", "runs/demo_gpu/")
+    assert gpu.init_from == (cpu.init_from and cpu.init_from.replace("runs/demo/", "runs/demo_gpu/"))
+    assert gpu.model.hidden_size > cpu.model.hidden_size and gpu.model.layers > cpu.model.layers
+    assert gpu.model.audio_encoder.d_model > cpu.model.audio_encoder.d_model
+    assert (gpu.parallel.device, gpu.parallel.precision, gpu.parallel.tensor_parallel) == ("cuda", "bf16", 1)
+    monkeypatch.chdir(tmp_path)
+    with_its_shard_sets(gpu, tmp_path)
+    validate(gpu, 1)
+
+
+def test_gpu_demo_training_is_bounded_to_about_five_minutes():
+    minutes = [load_config(REPO_CONFIGS / "demo_gpu" / f"{stage}.yaml").exit_duration_minutes for stage in DEMO_STAGES]
+    assert all(minutes) and sum(minutes) <= 5

@@ -6,7 +6,8 @@ that carry the real tokenizer's fingerprint. Launches cost seconds each, so a mo
 - "first_half" + "second_half": the same run through `bash launch/pretrain.sh --nproc 2`, stopped at step 2 and
   resumed (resume auto) to step 4: must equal "deepspeed" exactly (losses and final parameters);
 - "sft": `bash launch/sft.sh` stage 2 at TP=2, 2 steps from "deepspeed"'s weights (init_from);
-- "preempted" + "after_preemption": SIGUSR1 to one rank of a long run, then a run that resumes its checkpoint;
+- "preempted" + "after_preemption": SIGUSR1 to one rank of a long run, then a run that resumes its checkpoint and stops
+  after one step by its `exit_duration_minutes`;
 - "loss" / "sample_loss" / "packed_sample_loss": 2 data-parallel ranks x 2 micro-batches, token / sample loss
   averaging, the last with packed batches: the reported loss and gradient norm against the per-sample losses summed by
   hand (trainer_loss_worker.py).
@@ -113,7 +114,9 @@ def runs(tmp_path_factory, qwen_tokenizer_file):
     preempted = [*pretrain, str(STAGE1), "--nproc", "2", *common, *pp2, f"run_dir={run_dirs['preempted']}"]
     _preempt_one_rank([*preempted, f"steps={PREEMPTED_RUN_STEPS}"], environment, run_dirs["preempted"], timings)
     stopped_at = _metrics(run_dirs["preempted"])[-1]["step"]
-    after = _run("after_preemption", [*preempted, f"steps={stopped_at + 1}"], environment, timings)
+    # the same long run resumed with a time limit that has passed by its first step: it saves there and stops
+    after = _run("after_preemption", [*preempted, f"steps={PREEMPTED_RUN_STEPS}", "exit_duration_minutes=0.000001"],
+                 environment, timings)
     hand_summed = {}
     for name, averaging, packed in (("loss", "token", False), ("sample_loss", "sample", False),
                                     ("packed_sample_loss", "sample", True)):
@@ -206,6 +209,13 @@ def test_preemption_saves_exits_0_and_the_next_run_resumes_there(runs):
     assert (checkpoints / f"step-{stopped_at}" / "complete").is_file()
     assert f"resumed from {checkpoints / f'step-{stopped_at}'} at step {stopped_at}" in runs["after_preemption_stdout"]
     assert _metrics(runs["dirs"]["preempted"])[-1]["step"] == stopped_at + 1
+
+
+def test_exit_duration_saves_and_stops_every_rank_after_the_same_step(runs):
+    stopped_at = runs["stopped_at"] + 1  # the resumed run's first step is past its limit
+    assert (runs["dirs"]["preempted"] / "checkpoints" / f"step-{stopped_at}" / "complete").is_file()
+    assert (f"exit_duration_minutes=1e-06 passed: saved step {stopped_at} of {PREEMPTED_RUN_STEPS}, stopping"
+            in runs["after_preemption_stdout"])
 
 
 def _hand_summed_means(hand_summed: dict) -> dict[str, float]:
