@@ -4,7 +4,7 @@
 #                       [--from-manifests]
 # (defaults: runs/demo, the steps of DIR's stage configs, every held-out sample, DIR configs/demo, 2 processes; run
 # from the repository root). --from-manifests: see launch/demo_data.sh (a machine without network access).
-# configs/demo_gpu (with --nproc 1) is the same recipe with a larger model on one GPU, about 5 minutes of training.
+# configs/demo_gpu (with --nproc 1) is the same recipe with a larger model on one GPU, at most 4.5 minutes of training.
 # 1. launch/demo_data.sh: real speech (Debian's Asterisk prompts, en/es/fr/it) -> manifests -> shards;
 # 2. text_pretrain, a TEXT-ONLY stage: the demo has no pretrained weights (it runs offline), so the tiny decoder first
 #    learns the languages of the training split's transcripts and translations from pure-text instructions and from
@@ -17,8 +17,8 @@
 # 5. mqa-eval: greedy decoding of the held-out shards, WER/CER, BLEU, language-id accuracy, own-vs-swapped audio loss;
 # 6. mqa-report: loss plots per stage and task, report.md, the tables printed.
 # Every stage runs 2 CPU processes at TP=2 (configs/demo) with checkpoints, metrics.jsonl and an offline wandb run in
-# its run directory. Interrupted? Run the same command again: each stage resumes from its newest checkpoint (resume: auto) and
-# a finished stage only reloads it.
+# its run directory. Interrupted? Run the same command again: each stage resumes from its newest checkpoint
+# (resume: auto) and a finished stage only reloads it.
 set -euo pipefail
 out=runs/demo
 steps=()

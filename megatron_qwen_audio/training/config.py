@@ -189,7 +189,8 @@ class TrainConfig:
     save_interval: int = 1000  # steps between checkpoints (the last step is always saved)
     # minutes of training after which the run saves a checkpoint and stops, as after a preemption signal (Megatron-LM's
     # --exit-duration-in-mins): for a job that must end before its allocation does, or a time-boxed run. Counted from
-    # the trainer's first step in this process; `resume: auto` continues from that checkpoint. null: no limit
+    # the start of training in this process (after set-up and resume); `resume: auto` continues from that checkpoint.
+    # null: no limit
     exit_duration_minutes: float | None = None
     keep_last: int = 3  # checkpoints kept in run_dir, older ones deleted; 0 keeps all
     # "auto": continue from the newest checkpoint in run_dir when there is one; "none": start anew even then;

@@ -118,7 +118,7 @@ def test_pretrain_sbatch_runs_two_ranks_to_the_last_step_and_saves(jobs):
 def test_preemption_warning_saves_requeues_and_the_resumed_run_matches_the_uninterrupted_one(jobs):
     output = jobs["outputs"]["preempted"]
     assert jobs["ends"]["preempted"] == ("COMPLETED", 1), output
-    saved = re.findall(r"preemption signal: saved step (\d+), stopping", output)
+    saved = re.findall(rf"preemption signal: saved step (\d+) of {STEPS}, stopping", output)
     assert len(saved) == 1, output
     stopped_at = int(saved[0])
     assert 1 <= stopped_at < STEPS, output

@@ -163,14 +163,11 @@ def test_every_parameter_takes_the_configs_dtype_norms_included():
     norms on the CPU beside bf16 weights on the GPU. The model moves and casts itself as Megatron-LM does."""
     from megatron_qwen_audio.model.decoder_spec import transformer_config
     from megatron_qwen_audio.model.qwen_audio_model import QwenAudioModel
-    from megatron_qwen_audio.runtime.parallel import initialize_parallel, shutdown_parallel
+    from megatron_qwen_audio.runtime.parallel import ensure_single_process
 
-    initialize_parallel(1, 1, device="cpu", seed=0)
-    try:
-        config = transformer_config(MODEL, ParallelConfig(device="cpu"), "cpu")
-        config.params_dtype = torch.bfloat16
-        model = QwenAudioModel(MODEL, config)
-    finally:
-        shutdown_parallel()
+    ensure_single_process()
+    config = transformer_config(MODEL, ParallelConfig(device="cpu"), "cpu")
+    config.params_dtype = torch.bfloat16
+    model = QwenAudioModel(MODEL, config)
     norms = [name for name, _ in model.named_parameters() if "layernorm" in name]
     assert norms and {parameter.dtype for parameter in model.parameters()} == {torch.bfloat16}
