@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job's recipe with a larger model on one GPU (configs/demo_gpu: 8 x 512 decoder, 4 x 384 encoder, bf16),
-# at most 4.5 minutes of training in all, then the same evaluation and report as the CPU demo (WER per language, BLEU,
+# at most 5 minutes of training in all, then the same evaluation and report as the CPU demo (WER per language, BLEU,
 # language-id accuracy, own-vs-swapped audio loss).
 #   bash benchmarks/demo_gpu.sh [OUT_DIR] [launch/demo.sh options]     (default runs/demo_gpu; from the repo root)
 # e.g. `--eval-samples 600` to decode part of the held-out set, `--from-manifests` on a machine without network

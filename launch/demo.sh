@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # The main job: the Qwen-Audio recipe end to end on real multilingual speech with the CPU-sized model.
-#   bash launch/demo.sh [OUT_DIR] [--steps TEXT,STAGE1,STAGE2] [--eval-samples N] [--configs DIR] [--nproc N]
+#   bash launch/demo.sh [OUT_DIR] [--steps COPY,TEXT,STAGE1,STAGE2] [--eval-samples N] [--configs DIR] [--nproc N]
 #                       [--from-manifests]
 # (defaults: runs/demo, the steps of DIR's stage configs, every held-out sample, DIR configs/demo, 2 processes; run
 # from the repository root). --from-manifests: see launch/demo_data.sh (a machine without network access).
-# configs/demo_gpu (with --nproc 1) is the same recipe with a larger model on one GPU, at most 4.5 minutes of training.
+# configs/demo_gpu (with --nproc 1) is the same recipe with a larger model on one GPU, at most 5 minutes of training.
 # 1. launch/demo_data.sh: real speech (Debian's Asterisk prompts, en/es/fr/it) -> manifests -> shards;
-# 2. text_pretrain, a TEXT-ONLY stage: the demo has no pretrained weights (it runs offline), so the tiny decoder first
-#    learns the languages of the training split's transcripts and translations from pure-text instructions and from
-#    the tag-format rows with each clip's transcript in place of its audio (held-out prompts never enter); the audio
-#    encoder is frozen and unused;
+# 2. copy_pretrain, TEXT ONLY: the demo has no pretrained weights (it runs offline); the decoder first learns to copy
+#    what stands before its tags, from random word sequences in place of the audio and as the transcript;
+#    text_pretrain, TEXT ONLY: the decoder then learns the languages of the training split's transcripts and
+#    translations from pure-text instructions and from the tag-format rows with each clip's transcript in place of
+#    its audio (held-out prompts never enter); in both the audio encoder is frozen and unused;
 # 3. stage1: multi-task pretraining (transcription, translation, language identification), audio encoder trained
 #    under the frozen decoder;
 # 4. stage2: supervised fine-tuning on everything (tag tasks, ChatML about one or two recordings, text), decoder
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
         --configs) configs="$2"; shift 2 ;;
         --nproc) nproc="$2"; shift 2 ;;
         --from-manifests) data_options=(--from-manifests); shift ;;
-        -*) echo "launch/demo.sh: unknown option $1; use [OUT_DIR] [--steps A,B,C] [--eval-samples N]" \
+        -*) echo "launch/demo.sh: unknown option $1; use [OUT_DIR] [--steps A,B,C,D] [--eval-samples N]" \
                  "[--configs DIR] [--nproc N] [--from-manifests]" >&2; exit 2 ;;
         *) out="$1"; shift ;;
     esac
@@ -42,10 +43,14 @@ here="$(dirname "${BASH_SOURCE[0]}")"
 
 bash "$here/demo_data.sh" "$out" "${data_options[@]}"
 
-stages=(text_pretrain stage1 stage2)
-train_shards=(train_text train_pretrain train)
-heldout_shards=(heldout_text heldout_pretrain heldout)
-for index in 0 1 2; do
+stages=(copy_pretrain text_pretrain stage1 stage2)
+train_shards=(train_copy train_text train_pretrain train)
+heldout_shards=(heldout_copy heldout_text heldout_pretrain heldout)
+if [ "${#steps[@]}" -gt 0 ] && [ "${#steps[@]}" -ne "${#stages[@]}" ]; then
+    echo "launch/demo.sh: --steps needs ${#stages[@]} counts (${stages[*]}), got ${#steps[@]}" >&2
+    exit 2
+fi
+for index in "${!stages[@]}"; do
     name="${stages[$index]}"
     overrides=("run_dir=$out/$name" "data.train=[{path_or_url: $out/shards/${train_shards[$index]}}]"
                "data.heldout=[{path_or_url: $out/shards/${heldout_shards[$index]}}]")
@@ -61,7 +66,8 @@ done
 
 echo "== evaluation"
 mqa-eval "$out/stage2" --shards "$out/shards/heldout" --out "$out/eval" "${eval_samples[@]}" > "$out/eval.log"
-mqa-report --stage "text_pretrain=$out/text_pretrain" --stage "stage1=$out/stage1" --stage "stage2=$out/stage2" \
-    --eval "$out/eval" --out "$out/report"
+report_stages=()
+for name in "${stages[@]}"; do report_stages+=(--stage "$name=$out/$name"); done
+mqa-report "${report_stages[@]}" --eval "$out/eval" --out "$out/report"
 echo "per-sample outputs: $out/eval/samples.jsonl; stage runs (checkpoints, metrics.jsonl, wandb):" \
-    "$out/text_pretrain $out/stage1 $out/stage2"
+    "${stages[@]/#/$out/}"

@@ -6,7 +6,8 @@
 # transcription, translation (X->en, en->X), language identification, ChatML questions about one or two
 # recordings and pure-text instructions, all from the same labels; then builds the shards of each split, whole
 # (`train`, `heldout`) and per demo stage (`*_pretrain`: the tag tasks of stage 1, `*_text`: the text-only stage, whose
-# manifest also holds the tag-format rows with each clip's transcript in place of its audio).
+# manifest also holds the tag-format rows with each clip's transcript in place of its audio, `*_copy`: the copy stage's
+# random word sequences).
 # Re-running is cheap: the manifests come out identical and finished shards are kept.
 # --from-manifests skips the recordings' download: the manifests and clips already under OUT_DIR/manifests (copied
 # from a machine with network access, with the tokenizer file in the cache or named by MQA_TOKENIZER_FILE) become
@@ -31,9 +32,10 @@ elif [ ! -f "$out/manifests/train.jsonl" ]; then
     exit 2
 fi
 for split in train heldout; do
-    for part in "" _pretrain _text; do
+    for part in "" _pretrain _text _copy; do
         mqa-build-shards --manifest "$out/manifests/$split$part.jsonl" --out "$out/shards/$split$part" \
             --workers "$(nproc)"
     done
 done
-echo "shards: $out/shards/{train,heldout}{,_pretrain,_text} (index.json, rejects.jsonl); manifests: $out/manifests"
+echo "shards: $out/shards/{train,heldout}{,_pretrain,_text,_copy} (index.json, rejects.jsonl);" \
+     "manifests: $out/manifests"

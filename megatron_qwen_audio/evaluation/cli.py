@@ -76,7 +76,7 @@ def evaluate(args: argparse.Namespace) -> str:
     held_out = list(held_out_samples(sets, args.max_samples))
     records = []
     with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples:
-        for entry, sample in tqdm(held_out, desc="mqa-eval", unit="sample", file=sys.stderr):
+        for entry, sample in tqdm(held_out, desc="mqa-eval", unit="sample", file=sys.stderr, mininterval=10):
             record = decoder.decode(entry, sample).to_dict()
             records.append(record)
             samples.write(json.dumps(record, ensure_ascii=False) + "\n")

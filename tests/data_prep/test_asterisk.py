@@ -2,7 +2,7 @@
 path on a machine without apt lists."""
 import json
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import partial
 from pathlib import Path, PurePosixPath
 
@@ -282,3 +282,25 @@ def test_each_stage_manifest_holds_exactly_its_tasks_rows_of_the_split(prepared)
                      "audio_text": transcripts[row["audio"]]} for row in pretrain]
         in_place = [{k: v for k, v in row.items() if k != "id"} for row in subsets["text"] if "audio_text" in row]
         assert sorted(map(key, in_place)) == sorted(map(key, expected)), split
+
+
+def test_copy_manifests_hold_random_sequences_of_their_own_splits_words_as_prompt_and_transcript(prepared):
+    """train_copy.jsonl / heldout_copy.jsonl: per language a fixed number of transcription rows whose text in place of
+    the audio equals the transcript: a sequence of words of that split's own transcripts in that language (so no
+    held-out word reaches training through them), different from every real transcript, and not repeated."""
+    for split in (asterisk.TRAIN_MANIFEST, asterisk.HELDOUT_MANIFEST):
+        transcripts = [row for row in _rows(prepared / split) if row["task"] == "transcribe"]
+        copies = _rows(prepared / asterisk.purpose_manifest(split, asterisk.COPY_PURPOSE))
+        per_language = asterisk.COPY_ROWS_PER_LANGUAGE[split]
+        assert Counter(row["audio_lang"] for row in copies) == dict.fromkeys(asterisk.LANGUAGES, per_language)
+        low, high = asterisk.COPY_WORDS
+        real = {row["text"] for row in transcripts}
+        vocabulary = defaultdict(set)
+        for row in transcripts:
+            vocabulary[row["audio_lang"]].update(row["text"].split())
+        for row in copies:
+            words = row["text"].split()
+            assert (row["task"], row["text_lang"], row["audio_text"]) == ("transcribe", row["audio_lang"], row["text"])
+            assert low <= len(words) <= high and set(words) <= vocabulary[row["audio_lang"]]
+            assert row["text"] not in real
+        assert len({row["text"] for row in copies}) > 0.99 * len(copies)

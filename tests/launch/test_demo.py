@@ -1,6 +1,6 @@
 """The README's main job, shortened: `launch/demo.sh` on the real Asterisk speech with a few steps per stage runs the
-whole recipe (data, text-only stage, stage 1, stage 2, evaluation, report) on 2 CPU processes and leaves every file
-the README promises; each stage's training loss falls; running it again resumes instead of starting over."""
+whole recipe (data, copy and text-only stages, stage 1, stage 2, evaluation, report) on 2 CPU processes and leaves
+every file the README promises; each stage's training loss falls; running it again resumes instead of starting over."""
 from __future__ import annotations
 
 import json
@@ -12,8 +12,8 @@ import pytest
 from process_launch import training_environment
 
 REPO = Path(__file__).resolve().parents[2]
-STEPS = (8, 8, 8)
-STAGES = ("text_pretrain", "stage1", "stage2")
+STEPS = (8, 8, 8, 8)
+STAGES = ("copy_pretrain", "text_pretrain", "stage1", "stage2")
 
 
 def _run_demo(out: Path, environment: dict, *options: str) -> subprocess.CompletedProcess:

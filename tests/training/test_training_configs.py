@@ -89,7 +89,7 @@ def test_stage_patterns_train_what_the_recipe_says(name, trained):
         assert parameter.requires_grad == (parameter_name.split(".")[0] in trained), parameter_name
 
 
-DEMO_STAGES = ("text_pretrain", "stage1", "stage2")
+DEMO_STAGES = ("copy_pretrain", "text_pretrain", "stage1", "stage2")
 
 
 def _recipe_of(config: TrainConfig) -> TrainConfig:
