@@ -20,4 +20,4 @@ bash "$(dirname "${BASH_SOURCE[0]}")/../launch/demo.sh" "$out" --configs configs
             echo "$line"
         fi
     done
-echo "[$(( $(date +%s) - started )) s] done: data, 3 training stages, evaluation and report"
+echo "[$(( $(date +%s) - started )) s] done: data, training stages, evaluation and report"
