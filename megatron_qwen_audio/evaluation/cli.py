@@ -4,7 +4,8 @@ language.
 Writes `OUT/samples.jsonl` (one line per sample: key, task, languages, reference, hypothesis and their token ids, in
 shard order, flushed as it goes), `OUT/metrics.json` and `OUT/metrics.md` (evaluation/metrics.py: WER/CER after text
 normalisation for transcription, BLEU for translation, accuracy for language identification), and prints the table.
-One process on the CPU or one GPU (bf16 there); the checkpoint may come from any training layout.
+One process on the CPU or one GPU (bf16 there); the checkpoint may come from any training layout. `--batch-size`
+samples are decoded together, each as it would be alone (inference/greedy.py).
 Exit codes: 0 done, 2 bad input (one line naming the file or setting).
 """
 from __future__ import annotations
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="folder for samples.jsonl and the metrics")
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest hypothesis")
+    parser.add_argument("--batch-size", type=int, default=16,
+                        help="samples decoded together (consecutive in shard order; each as it would be alone)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--tokenizer-file", type=Path, default=None, help="qwen.tiktoken (default: the cache)")
     parser.add_argument("--no-audio-dependence", action="store_true", help="skip the own-vs-swapped audio losses")
@@ -66,6 +69,8 @@ def evaluate(args: argparse.Namespace) -> str:
     """Decode, write the files, and return the metrics table."""
     from megatron_qwen_audio.training.trainer import check_tokenizer
 
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size {args.batch_size}: decode at least 1 sample at a time")
     tokenizer_file = resolve_tokenizer_file(args.tokenizer_file)
     sets = open_shard_sets([ShardSetSpec(path_or_url=str(path)) for path in args.shards])
     check_tokenizer(sets, tokenizer_file)
@@ -75,12 +80,14 @@ def evaluate(args: argparse.Namespace) -> str:
     args.out.mkdir(parents=True, exist_ok=True)
     held_out = list(held_out_samples(sets, args.max_samples))
     records = []
-    with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples:
-        for entry, sample in tqdm(held_out, desc="mqa-eval", unit="sample", file=sys.stderr, mininterval=10):
-            record = decoder.decode(entry, sample).to_dict()
-            records.append(record)
-            samples.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples, \
+            tqdm(total=len(held_out), desc="mqa-eval", unit="sample", file=sys.stderr, mininterval=10) as progress:
+        for first in range(0, len(held_out), args.batch_size):
+            batch = [record.to_dict() for record in decoder.decode_batch(held_out[first: first + args.batch_size])]
+            records += batch
+            samples.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in batch)
             samples.flush()
+            progress.update(len(batch))
     rows = score(records)
     (args.out / METRICS_JSON).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     table = metrics_table(rows)

@@ -18,7 +18,7 @@ from megatron_qwen_audio.data.sample_decoding import DecodedSample, decode_sampl
 from megatron_qwen_audio.data.shard_format import IGNORE_INDEX, SampleEntry
 from megatron_qwen_audio.data.shard_reader import read_shard
 from megatron_qwen_audio.data.shard_sets import ShardSet
-from megatron_qwen_audio.inference.greedy import greedy_decode
+from megatron_qwen_audio.inference.greedy import Prompt, greedy_decode_batch
 from megatron_qwen_audio.text.tokenizer import TextTokenizer
 
 END_TOKENS = ("<|endoftext|>", "<|im_end|>")
@@ -68,7 +68,7 @@ def split_prompt(sample: DecodedSample) -> tuple[np.ndarray, np.ndarray]:
 
 
 class HeldOutDecoder:
-    """Greedy-decodes held-out samples with a TP=1, PP=1 model on `device`."""
+    """Greedy-decodes held-out samples with a TP=1, PP=1 model on `device`, a batch of them at a time."""
 
     def __init__(self, model, tokenizer: TextTokenizer, device: torch.device, max_new_tokens: int) -> None:
         self.model, self.tokenizer, self.device = model, tokenizer, device
@@ -78,20 +78,33 @@ class HeldOutDecoder:
     def _text(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode([token for token in ids if token not in self.end_ids]).strip()
 
-    def decode(self, entry: SampleEntry, sample: DecodedSample) -> DecodedRecord:
-        prompt, reference = split_prompt(sample)
-        ends_with_stop = int(reference[-1]) in self.end_ids
-        budget = min(self.max_new_tokens, 2 * len(reference) + 8) if ends_with_stop else len(reference)
+    def _prompt(self, sample: DecodedSample, prompt: np.ndarray) -> Prompt:
         clips = [torch.from_numpy(mel) for mel in sample.mels]  # the encoder casts to its weights' dtype
+        tokens = torch.from_numpy(prompt.astype(np.int64)).to(self.device)
+        if not clips:
+            return Prompt(tokens)
         spans = audio_spans(prompt, [clip.shape[1] for clip in clips], sample.key)  # every clip is in the prompt
-        mel = torch.cat(clips, dim=1).to(self.device) if clips else None
-        hypothesis = greedy_decode(
-            self.model, torch.from_numpy(prompt.astype(np.int64)).to(self.device), mel,
-            torch.tensor([clip.shape[1] for clip in clips]) if clips else None,
-            torch.tensor([(0, start, end) for start, end in spans]).reshape(-1, 3) if clips else None,
-            max_new_tokens=budget, stop_ids=self.end_ids)
-        reference_ids = [int(token) for token in reference]
-        return DecodedRecord(key=sample.key, task=entry.task, audio_lang=entry.audio_lang, text_lang=entry.text_lang,
-                             prompt_tokens=len(prompt), reference=self._text(reference_ids),
-                             hypothesis=self._text(hypothesis), reference_ids=reference_ids,
-                             hypothesis_ids=hypothesis)
+        return Prompt(tokens, torch.cat(clips, dim=1).to(self.device), torch.tensor([clip.shape[1] for clip in clips]),
+                      torch.tensor([(0, start, end) for start, end in spans]).reshape(-1, 3))
+
+    def _budget(self, reference: np.ndarray) -> int:
+        """New tokens a hypothesis may take: twice the reference and 8 more when the reference ends with a stop token,
+        else (language identification: no end token) exactly the reference's length."""
+        if int(reference[-1]) in self.end_ids:
+            return min(self.max_new_tokens, 2 * len(reference) + 8)
+        return len(reference)
+
+    def decode_batch(self, items: Sequence[tuple[SampleEntry, DecodedSample]]) -> list[DecodedRecord]:
+        """The records of `items`, in order, decoded together (each as it would be alone; inference/greedy.py)."""
+        splits = [split_prompt(sample) for _, sample in items]
+        hypotheses = greedy_decode_batch(
+            self.model, [self._prompt(sample, prompt) for (_, sample), (prompt, _) in zip(items, splits)],
+            [self._budget(reference) for _, reference in splits], stop_ids=self.end_ids)
+        records = []
+        for (entry, sample), (prompt, reference), hypothesis in zip(items, splits, hypotheses):
+            reference_ids = [int(token) for token in reference]
+            records.append(DecodedRecord(
+                key=sample.key, task=entry.task, audio_lang=entry.audio_lang, text_lang=entry.text_lang,
+                prompt_tokens=len(prompt), reference=self._text(reference_ids), hypothesis=self._text(hypothesis),
+                reference_ids=reference_ids, hypothesis_ids=hypothesis))
+        return records
