@@ -80,8 +80,8 @@ def test_prompts_decoded_together_each_get_what_they_get_alone(model_and_prompt)
     budgets = [NEW_TOKENS, 7, NEW_TOKENS, 1]
     alone = [greedy_decode(model, p.tokens, p.mel, p.mel_lengths, p.audio_spans, max_new_tokens=budget)
              for p, budget in zip(prompts, budgets)]
-    assert len({tuple(tokens) for tokens in alone}) == len(prompts)  # the prompts decode differently
+    assert len({tuple(ids) for ids in alone}) == len(prompts)  # the prompts decode differently
     assert greedy_decode_batch(model, prompts, budgets) == alone
     stop = alone[2][4]  # a token the longest prompt emits mid-way: that row stops, the others go on
-    stopped = [tokens[: tokens.index(stop) + 1] if stop in tokens else tokens for tokens in alone]
+    stopped = [ids[: ids.index(stop) + 1] if stop in ids else ids for ids in alone]
     assert greedy_decode_batch(model, prompts, budgets, stop_ids={stop}) == stopped
