@@ -67,6 +67,18 @@ def split_prompt(sample: DecodedSample) -> tuple[np.ndarray, np.ndarray]:
     return sample.tokens[:start], sample.tokens[start:end]
 
 
+def decoding_prompt(sample: DecodedSample, prompt: np.ndarray, device: torch.device) -> Prompt:
+    """What greedy decoding takes for `prompt` (the sample's tokens before its target: `split_prompt`): its tokens
+    and every clip of the sample, with the span each clip fills, on `device`."""
+    clips = [torch.from_numpy(mel) for mel in sample.mels]  # the encoder casts to its weights' dtype
+    tokens = torch.from_numpy(prompt.astype(np.int64)).to(device)
+    if not clips:
+        return Prompt(tokens)
+    spans = audio_spans(prompt, [clip.shape[1] for clip in clips], sample.key)  # every clip is in the prompt
+    return Prompt(tokens, torch.cat(clips, dim=1).to(device), torch.tensor([clip.shape[1] for clip in clips]),
+                  torch.tensor([(0, start, end) for start, end in spans]).reshape(-1, 3))
+
+
 class HeldOutDecoder:
     """Greedy-decodes held-out samples with a TP=1, PP=1 model on `device`, a batch of them at a time."""
 
@@ -78,15 +90,6 @@ class HeldOutDecoder:
     def _text(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode([token for token in ids if token not in self.end_ids]).strip()
 
-    def _prompt(self, sample: DecodedSample, prompt: np.ndarray) -> Prompt:
-        clips = [torch.from_numpy(mel) for mel in sample.mels]  # the encoder casts to its weights' dtype
-        tokens = torch.from_numpy(prompt.astype(np.int64)).to(self.device)
-        if not clips:
-            return Prompt(tokens)
-        spans = audio_spans(prompt, [clip.shape[1] for clip in clips], sample.key)  # every clip is in the prompt
-        return Prompt(tokens, torch.cat(clips, dim=1).to(self.device), torch.tensor([clip.shape[1] for clip in clips]),
-                      torch.tensor([(0, start, end) for start, end in spans]).reshape(-1, 3))
-
     def _budget(self, reference: np.ndarray) -> int:
         """New tokens a hypothesis may take: twice the reference and 8 more when the reference ends with a stop token,
         else (language identification: no end token) exactly the reference's length."""
@@ -97,9 +100,9 @@ class HeldOutDecoder:
     def decode_batch(self, items: Sequence[tuple[SampleEntry, DecodedSample]]) -> list[DecodedRecord]:
         """The records of `items`, in order, decoded together (each as it would be alone; inference/greedy.py)."""
         splits = [split_prompt(sample) for _, sample in items]
-        hypotheses = greedy_decode_batch(
-            self.model, [self._prompt(sample, prompt) for (_, sample), (prompt, _) in zip(items, splits)],
-            [self._budget(reference) for _, reference in splits], stop_ids=self.end_ids)
+        prompts = [decoding_prompt(sample, prompt, self.device) for (_, sample), (prompt, _) in zip(items, splits)]
+        hypotheses = greedy_decode_batch(self.model, prompts, [self._budget(reference) for _, reference in splits],
+                                         stop_ids=self.end_ids)
         records = []
         for (entry, sample), (prompt, reference), hypothesis in zip(items, splits, hypotheses):
             reference_ids = [int(token) for token in reference]
