@@ -5,7 +5,7 @@ Writes `OUT/samples.jsonl` (one line per sample: key, task, languages, reference
 shard order, flushed as it goes), `OUT/metrics.json` and `OUT/metrics.md` (evaluation/metrics.py: WER/CER after text
 normalisation for transcription, BLEU for translation, accuracy for language identification), and prints the table.
 One process on the CPU or one GPU (bf16 there); the checkpoint may come from any training layout. `--batch-size`
-samples are decoded together, each as it would be alone (inference/greedy.py).
+samples of similar token budgets are decoded together, each as it would be alone (evaluation/decoding.py).
 Exit codes: 0 done, 2 bad input (one line naming the file or setting).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-samples", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--max-new-tokens", type=int, default=256, help="longest hypothesis")
     parser.add_argument("--batch-size", type=int, default=16,
-                        help="samples decoded together (consecutive in shard order; each as it would be alone)")
+                        help="samples decoded together (each as it would be alone)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--tokenizer-file", type=Path, default=None, help="qwen.tiktoken (default: the cache)")
     parser.add_argument("--no-audio-dependence", action="store_true", help="skip the own-vs-swapped audio losses")
@@ -82,12 +82,12 @@ def evaluate(args: argparse.Namespace) -> str:
     records = []
     with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples, \
             tqdm(total=len(held_out), desc="mqa-eval", unit="sample", file=sys.stderr, mininterval=10) as progress:
-        for first in range(0, len(held_out), args.batch_size):
-            batch = [record.to_dict() for record in decoder.decode_batch(held_out[first: first + args.batch_size])]
-            records += batch
-            samples.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in batch)
+        for window in decoder.decode_in_windows(held_out, args.batch_size):
+            window = [record.to_dict() for record in window]
+            records += window
+            samples.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in window)
             samples.flush()
-            progress.update(len(batch))
+            progress.update(len(window))
     rows = score(records)
     (args.out / METRICS_JSON).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     table = metrics_table(rows)

@@ -111,3 +111,21 @@ class HeldOutDecoder:
                 prompt_tokens=len(prompt), reference=self._text(reference_ids), hypothesis=self._text(hypothesis),
                 reference_ids=reference_ids, hypothesis_ids=hypothesis))
         return records
+
+    def decode_in_windows(self, items: Sequence[tuple[SampleEntry, DecodedSample]], batch_size: int,
+                          window_batches: int = 8) -> Iterator[list[DecodedRecord]]:
+        """The records of `items` in order, `window_batches` x `batch_size` of them at a time. A batch runs until its
+        longest row is done, so within a window the samples are batched in order of their token budget (1 for
+        language identification, up to 2 x the reference + 8 for a transcript), then of their prompt length."""
+        window = batch_size * window_batches
+        for start in range(0, len(items), window):
+            chunk = items[start: start + window]
+            sizes = [(self._budget(reference), len(prompt))
+                     for prompt, reference in (split_prompt(sample) for _, sample in chunk)]
+            order = sorted(range(len(chunk)), key=sizes.__getitem__)
+            records: list[DecodedRecord | None] = [None] * len(chunk)
+            for first in range(0, len(order), batch_size):
+                indices = order[first: first + batch_size]
+                for index, record in zip(indices, self.decode_batch([chunk[i] for i in indices])):
+                    records[index] = record
+            yield records
