@@ -83,11 +83,11 @@ def evaluate(args: argparse.Namespace) -> str:
     with open(args.out / SAMPLES_FILE, "w", encoding="utf-8") as samples, \
             tqdm(total=len(held_out), desc="mqa-eval", unit="sample", file=sys.stderr, mininterval=10) as progress:
         for window in decoder.decode_in_windows(held_out, args.batch_size):
-            window = [record.to_dict() for record in window]
-            records += window
-            samples.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in window)
+            lines = [record.to_dict() for record in window]
+            records += lines
+            samples.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
             samples.flush()
-            progress.update(len(window))
+            progress.update(len(lines))
     rows = score(records)
     (args.out / METRICS_JSON).write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
     table = metrics_table(rows)

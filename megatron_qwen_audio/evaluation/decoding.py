@@ -97,9 +97,10 @@ class HeldOutDecoder:
             return min(self.max_new_tokens, 2 * len(reference) + 8)
         return len(reference)
 
-    def decode_batch(self, items: Sequence[tuple[SampleEntry, DecodedSample]]) -> list[DecodedRecord]:
-        """The records of `items`, in order, decoded together (each as it would be alone; inference/greedy.py)."""
-        splits = [split_prompt(sample) for _, sample in items]
+    def _decode_batch(self, items: Sequence[tuple[SampleEntry, DecodedSample]],
+                      splits: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[DecodedRecord]:
+        """The records of `items` (with their `split_prompt`s), in order, decoded together (each as it would be alone;
+        inference/greedy.py)."""
         prompts = [decoding_prompt(sample, prompt, self.device) for (_, sample), (prompt, _) in zip(items, splits)]
         hypotheses = greedy_decode_batch(self.model, prompts, [self._budget(reference) for _, reference in splits],
                                          stop_ids=self.end_ids)
@@ -120,12 +121,12 @@ class HeldOutDecoder:
         window = batch_size * window_batches
         for start in range(0, len(items), window):
             chunk = items[start: start + window]
-            sizes = [(self._budget(reference), len(prompt))
-                     for prompt, reference in (split_prompt(sample) for _, sample in chunk)]
-            order = sorted(range(len(chunk)), key=sizes.__getitem__)
+            splits = [split_prompt(sample) for _, sample in chunk]
+            order = sorted(range(len(chunk)), key=lambda i: (self._budget(splits[i][1]), len(splits[i][0])))
             records: list[DecodedRecord | None] = [None] * len(chunk)
             for first in range(0, len(order), batch_size):
                 indices = order[first: first + batch_size]
-                for index, record in zip(indices, self.decode_batch([chunk[i] for i in indices])):
+                decoded = self._decode_batch([chunk[i] for i in indices], [splits[i] for i in indices])
+                for index, record in zip(indices, decoded):
                     records[index] = record
             yield records
