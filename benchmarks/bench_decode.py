@@ -24,7 +24,8 @@ from bench_step_gpu import REPO, SEED, device_name, publish, synthetic_samples
 
 from megatron_qwen_audio.evaluation.decoding import decoding_prompt, split_prompt
 from megatron_qwen_audio.inference.greedy import Prompt, greedy_decode_batch
-from megatron_qwen_audio.runtime.parallel import initialize_parallel, shutdown_parallel
+from megatron_qwen_audio.inference.single_process import single_process_model
+from megatron_qwen_audio.runtime.parallel import shutdown_parallel
 from megatron_qwen_audio.training.config import load_config
 
 
@@ -38,19 +39,6 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new-tokens", type=int, default=32, help="tokens decoded per prompt")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     return parser.parse_args(argv)
-
-
-def build_model(config_path: Path, device: str):
-    """The config's model at TP=1, PP=1 on `device` (bf16 on cuda, fp32 on the CPU runtime), random weights."""
-    from megatron_qwen_audio.model.decoder_spec import transformer_config
-    from megatron_qwen_audio.model.qwen_audio_model import QwenAudioModel
-
-    overrides = ["parallel.tensor_parallel=1", "parallel.pipeline_parallel=1", "parallel.stage_layers=null",
-                 f"parallel.device={device}", *(["parallel.precision=fp32"] if device == "cpu" else [])]
-    config = load_config(config_path, overrides)
-    layout = initialize_parallel(1, 1, device=device, seed=SEED)
-    model = QwenAudioModel(config.model, transformer_config(config.model, config.parallel, layout.device))
-    return model.eval(), config
 
 
 def timed_decoding(model, prompts: list[Prompt], batch_size: int, new_tokens: int,
@@ -73,8 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_arguments(argv)
     batch_sizes = [int(size) for size in args.batch_sizes.split(",")]
     name = device_name(args.device)  # before the CPU runtime stubs torch.cuda
-    model, config = build_model(args.config, args.device)
-    device = torch.device("cuda", torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
+    model, device = single_process_model(load_config(args.config).model, args.device)
+    precision = "bf16" if next(model.parameters()).dtype == torch.bfloat16 else "fp32"
     samples = synthetic_samples(args.samples, SEED)
     prompts = [decoding_prompt(sample, split_prompt(sample)[0], device) for sample in samples]
     runs, baseline = [], None
@@ -86,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
                      "speedup": baseline[0] / seconds,
                      "same_tokens": sum(a == b for a, b in zip(tokens, baseline[1]))})
     shutdown_parallel()
-    result = {"device": name, "config": str(args.config), "precision": config.parallel.resolved_precision(args.device),
+    result = {"device": name, "config": str(args.config), "precision": precision,
               "prompts": len(prompts), "prompt_tokens": sum(len(prompt.tokens) for prompt in prompts),
               "new_tokens": args.new_tokens, "runs": runs}
     lines = [f"device: {name}; model of {args.config} ({result['precision']}, random weights); {len(prompts)} prompts "

@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from megatron_qwen_audio.data.shard_sets import ShardSetSpec, open_shard_sets
@@ -49,20 +48,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load_model(checkpoint: Path, device: str):
     """The checkpoint's model at TP=1, PP=1 on `device`, its weights loaded (resharded from any layout)."""
-    from megatron_qwen_audio.model.decoder_spec import transformer_config
-    from megatron_qwen_audio.model.qwen_audio_model import QwenAudioModel
-    from megatron_qwen_audio.runtime.parallel import initialize_parallel
+    from megatron_qwen_audio.inference.single_process import single_process_model
     from megatron_qwen_audio.training.checkpointing import CONFIG_FILE, CheckpointManager, checkpoint_folder
-    from megatron_qwen_audio.training.config import ParallelConfig, load_config
+    from megatron_qwen_audio.training.config import load_config
 
     folder = checkpoint_folder(checkpoint)
-    layout = initialize_parallel(1, 1, device=device, seed=0)
-    parallel = ParallelConfig(device=layout.device, precision="fp32" if layout.device == "cpu" else "bf16")
-    model_config = load_config(folder / CONFIG_FILE).model
-    model = QwenAudioModel(model_config, transformer_config(model_config, parallel, layout.device))
+    model, torch_device = single_process_model(load_config(folder / CONFIG_FILE).model, device)
     CheckpointManager.load(folder, [model], optimizer=None)
-    torch_device = torch.device("cpu") if layout.device == "cpu" else torch.device("cuda", torch.cuda.current_device())
-    return model.eval(), torch_device
+    return model, torch_device
 
 
 def evaluate(args: argparse.Namespace) -> str:
