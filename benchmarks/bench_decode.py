@@ -44,7 +44,8 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 def timed_decoding(model, prompts: list[Prompt], batch_size: int, new_tokens: int,
                    device: torch.device) -> tuple[float, list[list[int]]]:
     """Seconds to decode every prompt in consecutive batches of `batch_size` (device synchronised), and the tokens."""
-    greedy_decode_batch(model, prompts[:batch_size], [new_tokens] * len(prompts[:batch_size]))  # warm-up
+    warm_up = prompts[:batch_size]
+    greedy_decode_batch(model, warm_up, [new_tokens] * len(warm_up))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()

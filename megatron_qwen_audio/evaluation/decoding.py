@@ -74,8 +74,9 @@ def decoding_prompt(sample: DecodedSample, prompt: np.ndarray, device: torch.dev
     tokens = torch.from_numpy(prompt.astype(np.int64)).to(device)
     if not clips:
         return Prompt(tokens)
-    spans = audio_spans(prompt, [clip.shape[1] for clip in clips], sample.key)  # every clip is in the prompt
-    return Prompt(tokens, torch.cat(clips, dim=1).to(device), torch.tensor([clip.shape[1] for clip in clips]),
+    frames = [clip.shape[1] for clip in clips]
+    spans = audio_spans(prompt, frames, sample.key)  # every clip is in the prompt
+    return Prompt(tokens, torch.cat(clips, dim=1).to(device), torch.tensor(frames),
                   torch.tensor([(0, start, end) for start, end in spans]).reshape(-1, 3))
 
 
